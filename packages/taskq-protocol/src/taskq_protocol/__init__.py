@@ -1,0 +1,1 @@
+"""taskq: Celery protocol v2 message model, envelopes and result meta."""

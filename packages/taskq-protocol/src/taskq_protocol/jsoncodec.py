@@ -1,0 +1,148 @@
+"""JSON as Celery and kombu write it, including the ``__type__``/``__value__`` markers.
+
+kombu's JSON encoder writes types that JSON lacks as ``{"__type__": T, "__value__": V}``:
+``datetime``, ``date``, ``time`` (ISO-8601), ``decimal`` (str), ``uuid`` (``{"hex": ...}``),
+``bytes`` (the UTF-8 text) and ``base64`` (bytes that are not UTF-8). These markers are part of the
+wire format: a Celery worker decodes them back into Python objects, so taskq must write and read
+them the same way. Objects with a ``__json__()`` method are written as what it returns, as kombu
+does.
+
+The codec lives in the protocol package because the kombu envelope (the JSON document every
+virtual transport stores) is written with it too, and the protocol package has no dependencies.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from taskq_protocol.errors import DecodeError
+
+__all__ = ["dumps", "dumps_str", "loads", "MARKER_TYPES"]
+
+
+def _marker(kind: str, value: object) -> dict[str, object]:
+    return {"__type__": kind, "__value__": value}
+
+
+def _encode_bytes(data: bytes) -> dict[str, object]:
+    try:
+        return _marker("bytes", data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return _marker("base64", base64.b64encode(data).decode("ascii"))
+
+
+def _default(obj: object) -> object:
+    """Called by :mod:`json` for every object it cannot write by itself."""
+    reducer = getattr(obj, "__json__", None)
+    if reducer is not None:
+        return reducer()
+    # datetime before date: a datetime is also a date.
+    if isinstance(obj, datetime):
+        return _marker("datetime", obj.isoformat())
+    if isinstance(obj, date):
+        return _marker("date", obj.isoformat())
+    if isinstance(obj, time):
+        return _marker("time", obj.isoformat())
+    if isinstance(obj, Decimal):
+        return _marker("decimal", str(obj))
+    if isinstance(obj, uuid.UUID):
+        return _marker("uuid", {"hex": obj.hex})
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return _encode_bytes(bytes(obj))
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _uuid_from(value: Any) -> uuid.UUID:
+    if isinstance(value, dict) and "hex" in value and isinstance(value["hex"], str):
+        return uuid.UUID(hex=value["hex"])
+    if isinstance(value, str):
+        return uuid.UUID(value)
+    raise ValueError(f"expected {{'hex': str}}, got {value!r}")
+
+
+def _date_from(value: Any) -> date:
+    return datetime.fromisoformat(value).date()
+
+
+def _bytes_from(value: Any) -> bytes:
+    return value.encode("utf-8")  # type: ignore[no-any-return]
+
+
+def _base64_from(value: Any) -> bytes:
+    return base64.b64decode(value.encode("ascii"), validate=True)
+
+
+_DECODERS: dict[str, Callable[[Any], object]] = {
+    "datetime": datetime.fromisoformat,
+    "date": _date_from,
+    "time": time.fromisoformat,
+    "decimal": Decimal,
+    "uuid": _uuid_from,
+    "bytes": _bytes_from,
+    "base64": _base64_from,
+}
+
+#: The marker names this codec reads and writes.
+MARKER_TYPES = frozenset(_DECODERS)
+
+
+def _object_hook(obj: dict[str, Any]) -> object:
+    if len(obj) == 2 and "__type__" in obj and "__value__" in obj:
+        kind = obj["__type__"]
+        decoder = _DECODERS.get(kind) if isinstance(kind, str) else None
+        if decoder is None:
+            raise DecodeError("__type__", f"unsupported JSON type marker {kind!r}")
+        try:
+            return decoder(obj["__value__"])
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise DecodeError("__value__", f"bad value for {kind!r} marker: {exc}") from None
+    return obj
+
+
+_encode = json.JSONEncoder(default=_default, separators=(",", ":")).encode
+_decode_plain = json.JSONDecoder().decode
+_decode_marked = json.JSONDecoder(object_hook=_object_hook).decode
+
+
+def dumps_str(obj: object) -> str:
+    """Write ``obj`` as compact JSON text with kombu's type markers."""
+    try:
+        return _encode(obj)
+    except ValueError as exc:  # circular reference, NaN handling, ...
+        raise TypeError(str(exc)) from exc
+
+
+def dumps(obj: object) -> bytes:
+    """Write ``obj`` as compact UTF-8 JSON bytes with kombu's type markers."""
+    # ensure_ascii (the default) makes the text pure ASCII, so encoding cannot fail on a lone
+    # surrogate and takes CPython's fastest path.
+    return dumps_str(obj).encode("ascii")
+
+
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """Read JSON written by taskq, kombu or Celery, turning type markers back into objects.
+
+    Raises :class:`~taskq_protocol.errors.DecodeError` for anything that is not valid JSON or
+    holds a marker that cannot be decoded.
+    """
+    if isinstance(data, str):
+        text = data
+    else:
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError("body", f"JSON is not valid UTF-8: {exc}") from None
+    # Most messages hold no markers; skipping the per-object hook for them is measurably faster.
+    decode = _decode_marked if "__type__" in text else _decode_plain
+    try:
+        return decode(text)
+    except json.JSONDecodeError as exc:
+        raise DecodeError("body", f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("body", "JSON is nested too deeply") from None
