@@ -53,8 +53,10 @@ def _default(obj: object) -> object:
         return _marker("decimal", str(obj))
     if isinstance(obj, uuid.UUID):
         return _marker("uuid", {"hex": obj.hex})
-    if isinstance(obj, (bytes, bytearray, memoryview)):
+    if isinstance(obj, (bytes, bytearray)):
         return _encode_bytes(bytes(obj))
+    if isinstance(obj, memoryview):
+        return _encode_bytes(obj.tobytes())
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
@@ -135,7 +137,7 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
         text = data
     else:
         try:
-            text = bytes(data).decode("utf-8")
+            text = (data.tobytes() if isinstance(data, memoryview) else data).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DecodeError("body", f"JSON is not valid UTF-8: {exc}") from None
     # Most messages hold no markers; skipping the per-object hook for them is measurably faster.
