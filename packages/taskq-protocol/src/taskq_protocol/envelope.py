@@ -114,11 +114,16 @@ class Envelope:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready document, the body base64-encoded per ``properties.body_encoding``."""
-        encoding = self.properties.get("body_encoding", BODY_ENCODING)
+        encoding = self.properties.get("body_encoding")
         if encoding == BODY_ENCODING:
             body: str = binascii.b2a_base64(self.body, newline=False).decode("ascii")
-        elif encoding is None:
-            body = self.body.decode("utf-8")
+        elif encoding is None:  # kombu's plain form: the body is the text itself
+            try:
+                body = self.body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MalformedMessage(
+                    "envelope.body", "binary body needs properties.body_encoding = 'base64'"
+                ) from None
         else:
             raise MalformedMessage(
                 "envelope.properties.body_encoding", f"unsupported encoding {encoding!r}"
