@@ -64,6 +64,9 @@ def test_plain_text_body_without_body_encoding() -> None:
     env.body = b"\xff"
     with pytest.raises(MalformedMessage, match="body_encoding"):
         env.to_dict()
+    utf8 = Envelope.from_dict({**doc, "properties": {"body_encoding": "UTF-8"}})
+    assert utf8.body == b"[1]"
+    assert utf8.to_dict()["body"] == "[1]"
 
 
 @pytest.mark.parametrize(

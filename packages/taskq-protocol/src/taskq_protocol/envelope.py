@@ -117,7 +117,7 @@ class Envelope:
         encoding = self.properties.get("body_encoding")
         if encoding == BODY_ENCODING:
             body: str = binascii.b2a_base64(self.body, newline=False).decode("ascii")
-        elif encoding is None:  # kombu's plain form: the body is the text itself
+        elif encoding is None or str(encoding).lower() == "utf-8":  # kombu's plain text form
             try:
                 body = self.body.decode("utf-8")
             except UnicodeDecodeError:
@@ -180,12 +180,12 @@ def _decode_body(body: object, encoding: str | None) -> bytes:
             return base64.b64decode(body.encode("ascii"), validate=True)
         except (binascii.Error, UnicodeEncodeError) as exc:
             raise DecodeError("envelope.body", f"invalid base64: {exc}") from None
-    if encoding is not None:
+    if encoding is not None and encoding.lower() != "utf-8":
         raise MalformedMessage(
             "envelope.properties.body_encoding",
             f"unsupported body encoding {encoding!r} (kombu writes 'base64')",
         )
-    # No body_encoding: kombu passes the body through as text.
+    # No body_encoding (or "utf-8"): kombu passes the body through as text.
     if isinstance(body, str):
         return body.encode("utf-8")
     raise MalformedMessage("envelope.body", f"expected text, got {describe(body)}")
