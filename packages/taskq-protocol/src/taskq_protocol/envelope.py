@@ -94,17 +94,17 @@ class Envelope:
         """Read an envelope already parsed from JSON (the memory transport stores dicts)."""
         if "body" not in raw:
             raise MalformedMessage("envelope.body", "missing")
-        properties = as_mapping(or_empty(raw.get("properties"), {}), "envelope.properties")
-        headers = as_mapping(or_empty(raw.get("headers"), {}), "envelope.headers")
+        properties = as_mapping(or_empty(raw.get("properties"), {}), "envelope", "properties")
+        headers = as_mapping(or_empty(raw.get("headers"), {}), "envelope", "headers")
         delivery_info = properties.get("delivery_info")
         if delivery_info is not None:
-            as_mapping(delivery_info, "envelope.properties.delivery_info")
-        opt_int(properties.get("priority"), "envelope.properties.priority")
-        encoding = opt_str(properties.get("body_encoding"), "envelope.properties.body_encoding")
+            as_mapping(delivery_info, "envelope.properties", "delivery_info")
+        opt_int(properties.get("priority"), "envelope.properties", "priority")
+        encoding = opt_str(properties.get("body_encoding"), "envelope.properties", "body_encoding")
         return cls(
             body=_decode_body(raw["body"], encoding),
-            content_type=opt_str(raw.get("content-type"), "envelope.content-type") or "",
-            content_encoding=opt_str(raw.get("content-encoding"), "envelope.content-encoding")
+            content_type=opt_str(raw.get("content-type"), "envelope", "content-type") or "",
+            content_encoding=opt_str(raw.get("content-encoding"), "envelope", "content-encoding")
             or "",
             headers=headers,
             properties=properties,
@@ -150,7 +150,7 @@ class Envelope:
     @property
     def delivery_info(self) -> dict[str, Any]:
         info = self.properties.get("delivery_info")
-        return as_mapping(info, "envelope.properties.delivery_info") if info else {}
+        return as_mapping(info, "envelope.properties", "delivery_info") if info else {}
 
     @property
     def exchange(self) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from taskq_protocol import jsoncodec
-from taskq_protocol.errors import UnsafeException
+from taskq_protocol.errors import MalformedMessage, UnsafeException
 from taskq_protocol.fields import as_mapping, describe, is_list, is_mapping, opt_str, req_str
 from taskq_protocol.message import safe_repr
 
@@ -67,6 +67,14 @@ def stand_in_exception_class(module: str, qualname: str) -> type[Exception]:
     return cls
 
 
+def _dotted_name(value: str, key: str) -> str:
+    # Names are only looked up and used to name a stand-in class, so any text will do, but
+    # type() refuses NUL, and a megabyte of "class name" is an attack, not a class.
+    if value and len(value) <= 512 and "\x00" not in value:
+        return value
+    raise MalformedMessage(f"exception.{key}", f"not a usable class or module name: {value!r:.80}")
+
+
 def _lookup(module_name: str, qualname: str) -> object | None:
     """Walk ``module.Outer.Inner`` among already imported modules; ``None`` if absent."""
     obj: object | None = sys.modules.get(module_name)
@@ -86,8 +94,10 @@ def exception_from_dict(data: Mapping[str, Any] | object) -> BaseException:
     (no ``exc_type``, say).
     """
     raw = as_mapping(data, "exception")
-    exc_type = req_str(raw.get("exc_type"), "exception.exc_type")
-    exc_module = opt_str(raw.get("exc_module"), "exception.exc_module") or "builtins"
+    exc_type = _dotted_name(req_str(raw.get("exc_type"), "exception", "exc_type"), "exc_type")
+    exc_module = _dotted_name(
+        opt_str(raw.get("exc_module"), "exception", "exc_module") or "builtins", "exc_module"
+    )
     message = raw.get("exc_message", [])
     args: list[object] = list(message) if is_list(message) else [message]
     found = _lookup(exc_module, exc_type)

@@ -3,6 +3,8 @@
 Messages arrive as untrusted JSON-like data. Each reader checks one field and returns it with
 its real type, or raises :class:`~taskq_protocol.errors.MalformedMessage` naming the field and
 saying what was expected, so no caller ever meets a bare ``KeyError`` or ``TypeError``.
+Readers take the parent's path and the key apart, so the dotted name is only built when there
+is an error to report, never on the hot path.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from taskq_protocol.errors import MalformedMessage
 
 __all__ = [
     "as_mapping",
+    "str_keys",
     "as_list",
     "opt_str",
     "req_str",
@@ -27,9 +30,17 @@ __all__ = [
     "parse_datetime",
     "describe",
     "or_empty",
+    "unknown_keys",
     "is_mapping",
     "is_list",
 ]
+
+
+def _at(field: str, key: str) -> str:
+    """The dotted path of a field; built only when an error needs it, never on the hot path."""
+    if not key:
+        return field
+    return f"{field}{key}" if key.startswith("[") else f"{field}.{key}"
 
 
 def describe(value: object) -> str:
@@ -41,7 +52,7 @@ def describe(value: object) -> str:
 
 
 def is_mapping(value: object) -> TypeGuard[Mapping[object, object]]:
-    return isinstance(value, Mapping)
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def is_list(value: object) -> TypeGuard[list[object] | tuple[object, ...]]:
@@ -53,62 +64,77 @@ def or_empty(value: object, empty: object) -> object:
     return empty if value is None else value
 
 
-def as_mapping(value: object, field: str) -> dict[str, Any]:
+def as_mapping(value: object, field: str, key: str = "") -> dict[str, Any]:
+    """A mapping field. A ``dict`` is returned as is (callers that change it copy it first)."""
+    if type(value) is dict:
+        # The hot path: decoded JSON. Key types are checked only where they matter
+        # (``str_keys``): JSON keys are always strings.
+        return value  # pyright: ignore[reportUnknownVariableType]  # no cast(): a call per field
     if not isinstance(value, Mapping):
-        raise MalformedMessage(field, f"expected a mapping, got {describe(value)}")
-    mapping = cast("Mapping[object, Any]", value)
-    for key in mapping:
-        if not isinstance(key, str):
-            raise MalformedMessage(field, f"keys must be strings, got {describe(key)}")
-    return dict(cast("Mapping[str, Any]", mapping))
+        raise MalformedMessage(_at(field, key), f"expected a mapping, got {describe(value)}")
+    checked = str_keys(cast("Mapping[object, Any]", value), _at(field, key))
+    return dict(checked)
 
 
-def as_list(value: object, field: str) -> list[Any]:
+def str_keys(value: Mapping[Any, Any], field: str) -> Mapping[str, Any]:
+    """``value``, after checking that every key is a string (msgpack and pickle allow others)."""
+    for name in value:
+        if type(name) is not str:
+            raise MalformedMessage(field, f"keys must be strings, got {describe(name)}")
+    return value
+
+
+def as_list(value: object, field: str, key: str = "") -> list[Any]:
+    """A list field (a tuple becomes a list). A ``list`` is returned as is, like dicts."""
+    if type(value) is list:
+        return value  # pyright: ignore[reportUnknownVariableType]
     if isinstance(value, (list, tuple)):
-        return list(cast("list[Any] | tuple[Any, ...]", value))
-    raise MalformedMessage(field, f"expected a list, got {describe(value)}")
+        return list(value)  # pyright: ignore[reportUnknownArgumentType]
+    raise MalformedMessage(_at(field, key), f"expected a list, got {describe(value)}")
 
 
-def req_str(value: object, field: str) -> str:
+def req_str(value: object, field: str, key: str = "") -> str:
     if isinstance(value, str) and value:
         return value
-    raise MalformedMessage(field, f"expected a non-empty string, got {describe(value)}")
+    raise MalformedMessage(_at(field, key), f"expected a non-empty string, got {describe(value)}")
 
 
-def opt_str(value: object, field: str) -> str | None:
+def opt_str(value: object, field: str, key: str = "") -> str | None:
     if value is None or isinstance(value, str):
         return value
-    raise MalformedMessage(field, f"expected a string or null, got {describe(value)}")
+    raise MalformedMessage(_at(field, key), f"expected a string or null, got {describe(value)}")
 
 
-def opt_int(value: object, field: str) -> int | None:
+def opt_int(value: object, field: str, key: str = "") -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise MalformedMessage(field, f"expected an integer or null, got {describe(value)}")
+        raise MalformedMessage(
+            _at(field, key), f"expected an integer or null, got {describe(value)}"
+        )
     return value
 
 
-def opt_number(value: object, field: str) -> float | None:
+def opt_number(value: object, field: str, key: str = "") -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MalformedMessage(field, f"expected a number or null, got {describe(value)}")
+        raise MalformedMessage(_at(field, key), f"expected a number or null, got {describe(value)}")
     if not math.isfinite(value):
-        raise MalformedMessage(field, f"expected a finite number, got {value!r}")
+        raise MalformedMessage(_at(field, key), f"expected a finite number, got {value!r}")
     return value
 
 
-def as_bool(value: object, field: str) -> bool:
+def as_bool(value: object, field: str, key: str = "") -> bool:
     # Foreign clients send 0/1 for flags; anything else is a mistake worth naming.
     if isinstance(value, bool):
         return value
     if value is None or value in (0, 1):
         return bool(value)
-    raise MalformedMessage(field, f"expected true or false, got {describe(value)}")
+    raise MalformedMessage(_at(field, key), f"expected true or false, got {describe(value)}")
 
 
-def parse_datetime(text: str, field: str) -> datetime:
+def parse_datetime(text: str, field: str, key: str = "") -> datetime:
     """Read an ISO-8601 timestamp as Celery writes it (``datetime.isoformat()``).
 
     Also takes the ``Z`` suffix other languages' clients write, which Python 3.10's
@@ -118,16 +144,27 @@ def parse_datetime(text: str, field: str) -> datetime:
     try:
         return datetime.fromisoformat(candidate)
     except ValueError:
-        raise MalformedMessage(field, f"expected an ISO-8601 timestamp, got {text!r}") from None
+        raise MalformedMessage(
+            _at(field, key), f"expected an ISO-8601 timestamp, got {text!r}"
+        ) from None
 
 
-def opt_datetime(value: object, field: str) -> datetime | None:
+def opt_datetime(value: object, field: str, key: str = "") -> datetime | None:
     """A timestamp field: ISO-8601 text, or null. A ``datetime`` passes through."""
     if value is None or isinstance(value, datetime):
         return value
     if isinstance(value, str):
-        return parse_datetime(value, field)
-    raise MalformedMessage(field, f"expected an ISO-8601 string or null, got {describe(value)}")
+        return parse_datetime(value, field, key)
+    raise MalformedMessage(
+        _at(field, key), f"expected an ISO-8601 string or null, got {describe(value)}"
+    )
+
+
+def unknown_keys(raw: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """The keys of ``raw`` a model does not name, kept verbatim (usually none: a fast check)."""
+    if raw.keys() <= known:
+        return {}
+    return {k: v for k, v in raw.items() if k not in known}
 
 
 def format_datetime(value: datetime | None) -> str | None:

@@ -36,6 +36,8 @@ from taskq_protocol.fields import (
     opt_str,
     or_empty,
     req_str,
+    str_keys,
+    unknown_keys,
 )
 from taskq_protocol.signature import Signature, read_signature_list
 
@@ -51,12 +53,14 @@ __all__ = [
 #: The length Celery caps ``argsrepr``/``kwargsrepr`` at (``Task.argsrepr_maxsize``).
 REPR_MAXSIZE = 1024
 
-_HEADER_FIELDS = (
+_HEADER_FIELDS = frozenset((
     "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries",
     "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin", "ignore_result",
     "replaced_task_nesting", "stamped_headers", "stamps",
-)  # fmt: skip
-_PROPERTY_FIELDS = ("correlation_id", "reply_to", "delivery_mode", "priority", "expiration")
+))  # fmt: skip
+_PROPERTY_FIELDS = frozenset(
+    ("correlation_id", "reply_to", "delivery_mode", "priority", "expiration")
+)
 
 
 @dataclass(slots=True)
@@ -151,7 +155,7 @@ class TaskHeaders:
             raise MalformedMessage(f"{where}.task", "missing: the task name is required")
         if "id" not in raw:
             raise MalformedMessage(f"{where}.id", "missing: the task id is required")
-        retries = opt_int(raw.get("retries"), f"{where}.retries") or 0
+        retries = opt_int(raw.get("retries"), where, "retries") or 0
         if retries < 0:
             raise MalformedMessage(f"{where}.retries", f"must not be negative, got {retries}")
         stamped = raw.get("stamped_headers")
@@ -159,32 +163,32 @@ class TaskHeaders:
         if stamped is not None:
             stamped_headers = [
                 req_str(name, f"{where}.stamped_headers[{i}]")
-                for i, name in enumerate(as_list(stamped, f"{where}.stamped_headers"))
+                for i, name in enumerate(as_list(stamped, where, "stamped_headers"))
             ]
         return cls(
-            task=req_str(raw["task"], f"{where}.task"),
-            id=req_str(raw["id"], f"{where}.id"),
-            lang=opt_str(raw.get("lang"), f"{where}.lang") or "py",
-            shadow=opt_str(raw.get("shadow"), f"{where}.shadow"),
-            eta=opt_datetime(raw.get("eta"), f"{where}.eta"),
-            expires=opt_datetime(raw.get("expires"), f"{where}.expires"),
-            group=opt_str(raw.get("group"), f"{where}.group"),
-            group_index=opt_int(raw.get("group_index"), f"{where}.group_index"),
+            task=req_str(raw["task"], where, "task"),
+            id=req_str(raw["id"], where, "id"),
+            lang=opt_str(raw.get("lang"), where, "lang") or "py",
+            shadow=opt_str(raw.get("shadow"), where, "shadow"),
+            eta=opt_datetime(raw.get("eta"), where, "eta"),
+            expires=opt_datetime(raw.get("expires"), where, "expires"),
+            group=opt_str(raw.get("group"), where, "group"),
+            group_index=opt_int(raw.get("group_index"), where, "group_index"),
             retries=retries,
-            timelimit=_read_timelimit(raw.get("timelimit"), f"{where}.timelimit"),
-            root_id=opt_str(raw.get("root_id"), f"{where}.root_id"),
-            parent_id=opt_str(raw.get("parent_id"), f"{where}.parent_id"),
-            argsrepr=opt_str(raw.get("argsrepr"), f"{where}.argsrepr"),
-            kwargsrepr=opt_str(raw.get("kwargsrepr"), f"{where}.kwargsrepr"),
-            origin=opt_str(raw.get("origin"), f"{where}.origin"),
-            ignore_result=as_bool(raw.get("ignore_result", False), f"{where}.ignore_result"),
+            timelimit=_read_timelimit(raw.get("timelimit"), where),
+            root_id=opt_str(raw.get("root_id"), where, "root_id"),
+            parent_id=opt_str(raw.get("parent_id"), where, "parent_id"),
+            argsrepr=opt_str(raw.get("argsrepr"), where, "argsrepr"),
+            kwargsrepr=opt_str(raw.get("kwargsrepr"), where, "kwargsrepr"),
+            origin=opt_str(raw.get("origin"), where, "origin"),
+            ignore_result=as_bool(raw.get("ignore_result", False), where, "ignore_result"),
             replaced_task_nesting=opt_int(
-                raw.get("replaced_task_nesting"), f"{where}.replaced_task_nesting"
+                raw.get("replaced_task_nesting"), where, "replaced_task_nesting"
             )
             or 0,
             stamped_headers=stamped_headers,
-            stamps=as_mapping(or_empty(raw.get("stamps"), {}), f"{where}.stamps"),
-            extra={k: v for k, v in raw.items() if k not in _HEADER_FIELDS},
+            stamps=as_mapping(or_empty(raw.get("stamps"), {}), where, "stamps"),
+            extra=unknown_keys(raw, _HEADER_FIELDS),
         )
 
 
@@ -222,19 +226,19 @@ class MessageProperties:
     @classmethod
     def from_dict(cls, data: object, where: str = "properties") -> MessageProperties:
         raw = {} if data is None else as_mapping(data, where)
-        priority = opt_int(raw.get("priority"), f"{where}.priority")
+        priority = opt_int(raw.get("priority"), where, "priority")
         if priority is not None and not 0 <= priority <= 255:
             raise MalformedMessage(f"{where}.priority", f"must be 0-255, got {priority}")
         expiration = raw.get("expiration")
         if isinstance(expiration, (int, float)) and not isinstance(expiration, bool):
             expiration = str(int(expiration))
         return cls(
-            correlation_id=opt_str(raw.get("correlation_id"), f"{where}.correlation_id"),
-            reply_to=opt_str(raw.get("reply_to"), f"{where}.reply_to"),
-            delivery_mode=opt_int(raw.get("delivery_mode"), f"{where}.delivery_mode"),
+            correlation_id=opt_str(raw.get("correlation_id"), where, "correlation_id"),
+            reply_to=opt_str(raw.get("reply_to"), where, "reply_to"),
+            delivery_mode=opt_int(raw.get("delivery_mode"), where, "delivery_mode"),
             priority=priority,
-            expiration=opt_str(expiration, f"{where}.expiration"),
-            extra={k: v for k, v in raw.items() if k not in _PROPERTY_FIELDS},
+            expiration=opt_str(expiration, where, "expiration"),
+            extra=unknown_keys(raw, _PROPERTY_FIELDS),
         )
 
 
@@ -291,7 +295,7 @@ class TaskMessage:
         return cls(
             headers=TaskHeaders.from_dict(raw_headers),
             args=as_list(args, "body[0]"),
-            kwargs=as_mapping(kwargs, "body[1]"),
+            kwargs=_kwargs(kwargs, "body[1]"),
             embed=Embed.from_dict(embed),
             properties=props,
         )
@@ -390,14 +394,15 @@ def _sig_list(sigs: list[Signature] | None) -> list[dict[str, Any]] | None:
     return None if sigs is None else [s.to_dict() for s in sigs]
 
 
-def _read_timelimit(value: object, where: str) -> tuple[float | None, float | None]:
+def _read_timelimit(value: object, headers: str) -> tuple[float | None, float | None]:
     if value is None:
         return (None, None)
+    where = f"{headers}.timelimit"
     items = as_list(value, where)
     if len(items) != 2:
         raise MalformedMessage(where, f"expected [hard, soft], got {describe(value)}")
-    hard = opt_number(items[0], f"{where}[0]")
-    soft = opt_number(items[1], f"{where}[1]")
+    hard = opt_number(items[0], where, "[0]")
+    soft = opt_number(items[1], where, "[1]")
     for limit, index in ((hard, 0), (soft, 1)):
         if limit is not None and limit < 0:
             raise MalformedMessage(f"{where}[{index}]", f"must not be negative, got {limit}")
@@ -444,7 +449,7 @@ def _from_v1(
         task_headers.eta = _assume_utc(task_headers.eta)
         task_headers.expires = _assume_utc(task_headers.expires)
     args = as_list(or_empty(body.get("args"), []), "body.args")
-    kwargs = as_mapping(or_empty(body.get("kwargs"), {}), "body.kwargs")
+    kwargs = _kwargs(or_empty(body.get("kwargs"), {}), "body.kwargs")
     if task_headers.argsrepr is None:
         task_headers.argsrepr = safe_repr(tuple(args))
     if task_headers.kwargsrepr is None:
@@ -458,6 +463,13 @@ def _from_v1(
         properties=properties,
         protocol=1,
     )
+
+
+def _kwargs(value: object, where: str) -> dict[str, Any]:
+    """Task keyword arguments: a mapping whose keys are all strings, or ``f(**kw)`` fails."""
+    kwargs = as_mapping(value, where)
+    str_keys(kwargs, where)
+    return kwargs
 
 
 def _assume_utc(value: datetime | None) -> datetime | None:

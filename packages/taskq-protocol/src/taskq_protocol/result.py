@@ -30,6 +30,7 @@ from taskq_protocol.fields import (
     opt_str,
     or_empty,
     req_str,
+    unknown_keys,
 )
 
 __all__ = ["ResultMeta", "ResultRef"]
@@ -170,8 +171,8 @@ class ResultMeta:
     def from_dict(cls, data: Mapping[str, Any] | object, task_id: str | None = None) -> ResultMeta:
         """Read a stored meta. ``task_id`` fills in records written without one."""
         raw = as_mapping(data, "meta")
-        status = req_str(raw.get("status"), "meta.status")
-        stored_id = opt_str(raw.get("task_id"), "meta.task_id")
+        status = req_str(raw.get("status"), "meta", "status")
+        stored_id = opt_str(raw.get("task_id"), "meta", "task_id")
         resolved_id = stored_id or task_id
         if not resolved_id:
             raise MalformedMessage("meta.task_id", "missing, and no task id was given")
@@ -179,16 +180,16 @@ class ResultMeta:
             task_id=resolved_id,
             status=status,
             result=raw.get("result"),
-            traceback=opt_str(raw.get("traceback"), "meta.traceback"),
-            children=as_list(or_empty(raw.get("children"), []), "meta.children"),
-            date_done=opt_datetime(raw.get("date_done"), "meta.date_done"),
-            group_id=opt_str(raw.get("group_id"), "meta.group_id"),
-            parent_id=opt_str(raw.get("parent_id"), "meta.parent_id"),
-            name=opt_str(raw.get("name"), "meta.name"),
+            traceback=opt_str(raw.get("traceback"), "meta", "traceback"),
+            children=as_list(or_empty(raw.get("children"), []), "meta", "children"),
+            date_done=opt_datetime(raw.get("date_done"), "meta", "date_done"),
+            group_id=opt_str(raw.get("group_id"), "meta", "group_id"),
+            parent_id=opt_str(raw.get("parent_id"), "meta", "parent_id"),
+            name=opt_str(raw.get("name"), "meta", "name"),
             args=raw.get("args"),
             kwargs=raw.get("kwargs"),
-            worker=opt_str(raw.get("worker"), "meta.worker"),
-            retries=opt_int(raw.get("retries"), "meta.retries"),
-            queue=opt_str(raw.get("queue"), "meta.queue"),
-            extra={k: v for k, v in raw.items() if k not in _KNOWN_KEYS},
+            worker=opt_str(raw.get("worker"), "meta", "worker"),
+            retries=opt_int(raw.get("retries"), "meta", "retries"),
+            queue=opt_str(raw.get("queue"), "meta", "queue"),
+            extra=unknown_keys(raw, _KNOWN_KEYS),
         )

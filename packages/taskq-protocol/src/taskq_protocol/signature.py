@@ -110,8 +110,10 @@ def _read(data: object, where: str, depth: int) -> Signature:
     raw = as_mapping(data, where)
     if "task" not in raw:
         raise MalformedMessage(f"{where}.task", "missing: a signature needs a task name")
-    subtask_type = opt_str(raw.get("subtask_type"), f"{where}.subtask_type")
-    kwargs = as_mapping(or_empty(raw.get("kwargs"), {}), f"{where}.kwargs")
+    subtask_type = opt_str(raw.get("subtask_type"), where, "subtask_type")
+    kwargs = as_mapping(or_empty(raw.get("kwargs"), {}), where, "kwargs")
+    if subtask_type in ("chain", "group", "chord"):
+        kwargs = dict(kwargs)  # children are replaced by Signatures; the input stays untouched
     if subtask_type in ("chain", "group") and "tasks" in kwargs:
         kwargs["tasks"] = _read_many(kwargs["tasks"], f"{where}.kwargs.tasks", depth + 1)
     elif subtask_type == "chord":
@@ -120,13 +122,15 @@ def _read(data: object, where: str, depth: int) -> Signature:
         if kwargs.get("body") is not None:
             kwargs["body"] = _read(kwargs["body"], f"{where}.kwargs.body", depth + 1)
     return Signature(
-        task=req_str(raw["task"], f"{where}.task"),
-        args=as_list(or_empty(raw.get("args"), []), f"{where}.args"),
+        task=req_str(raw["task"], where, "task"),
+        args=as_list(or_empty(raw.get("args"), []), where, "args"),
         kwargs=kwargs,
-        options=_read_options(or_empty(raw.get("options"), {}), f"{where}.options", depth),
+        options=_read_options(or_empty(raw.get("options"), {}), where, depth),
         subtask_type=subtask_type,
-        immutable=as_bool(raw.get("immutable", False), f"{where}.immutable"),
-        extra={k: v for k, v in raw.items() if k not in _KNOWN_KEYS},
+        immutable=as_bool(raw.get("immutable", False), where, "immutable"),
+        extra={}
+        if raw.keys() <= _KNOWN_KEYS
+        else {k: v for k, v in raw.items() if k not in _KNOWN_KEYS},
     )
 
 
@@ -140,15 +144,17 @@ def _read_composite(value: object, where: str, depth: int) -> Signature | list[S
 
 
 def _read_options(value: object, where: str, depth: int) -> dict[str, Any]:
-    options = as_mapping(value, where)
+    options = as_mapping(value, where, "options")
+    if "link" in options or "link_error" in options:
+        options = dict(options)  # links are replaced by Signatures; the input stays untouched
     for key in _LINK_OPTIONS:
         link = options.get(key)
         if link is None:
             continue
         if is_mapping(link):
-            options[key] = _read(link, f"{where}.{key}", depth + 1)
+            options[key] = _read(link, f"{where}.options.{key}", depth + 1)
         else:
-            options[key] = _read_many(link, f"{where}.{key}", depth + 1)
+            options[key] = _read_many(link, f"{where}.options.{key}", depth + 1)
     return options
 
 
