@@ -9,6 +9,7 @@ are plain objects: anything with these attributes can be registered, by hand or 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "ContentDisallowed",
     "UnknownSerializer",
     "UnknownCompression",
+    "ExtraNotInstalled",
+    "INSTALL_COMMANDS",
 ]
 
 
@@ -52,7 +55,13 @@ class Serializer(Protocol):
 
 @runtime_checkable
 class Compressor(Protocol):
-    """Compresses bytes; ``content_type`` is the mime type kombu writes in ``compression``."""
+    """Compresses bytes; ``content_type`` is the mime type kombu writes in ``compression``.
+
+    ``aliases`` are the other names kombu looks the method up by (``gzip`` for zlib).
+    ``decompress`` must stop once its output passes ``max_size`` bytes and raise ``DecodeError``:
+    a few kilobytes of compressed input can expand to gigabytes, and a worker decompresses
+    whatever the broker hands it.
+    """
 
     @property
     def name(self) -> str: ...
@@ -65,7 +74,7 @@ class Compressor(Protocol):
 
     def compress(self, data: bytes, /) -> bytes: ...
 
-    def decompress(self, data: bytes, /) -> bytes: ...
+    def decompress(self, data: bytes, /, *, max_size: int) -> bytes: ...
 
 
 class SerializationError(Exception):
@@ -85,16 +94,30 @@ class ContentDisallowed(SerializationError):
 
     Refusing is the safe default: pickle and yaml can run code while decoding, so a worker only
     reads the formats its configuration names.
+
+    ``disabled`` says the type was refused because it is switched off on the registry
+    (``disable``/``disable_insecure``) rather than missing from ``accepted``.
     """
 
-    def __init__(self, content_type: str, accepted: frozenset[str]) -> None:
-        allowed = ", ".join(sorted(accepted)) or "nothing"
+    def __init__(
+        self, content_type: str, accepted: frozenset[str], *, disabled: bool = False
+    ) -> None:
+        if disabled:
+            why = "it is disabled for incoming data (disable_insecure). Enable it"
+        else:
+            allowed = ", ".join(sorted(accepted)) or "nothing"
+            why = f"accept_content allows {allowed}. Add it to accept_content"
         super().__init__(
-            f"refusing to deserialize content of type {content_type!r}: accept_content allows "
-            f"{allowed}. Add it to accept_content only if every sender is trusted."
+            f"refusing to deserialize content of type {content_type!r}: {why} only if every "
+            "sender is trusted."
         )
         self.content_type = content_type
         self.accepted = accepted
+        self.disabled = disabled
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The default would call __init__ with the message alone; errors cross process pools.
+        return (_content_disallowed, (self.content_type, self.accepted, self.disabled))
 
 
 class UnknownSerializer(SerializationError, LookupError):
@@ -103,3 +126,38 @@ class UnknownSerializer(SerializationError, LookupError):
 
 class UnknownCompression(SerializationError, LookupError):
     """No compressor is registered under a name, alias or mime type."""
+
+
+#: The command that installs each extra, written out whole (not built from the extra's name) so
+#: that ``tools/check_workspace.py`` can check every hint against the real extras.
+INSTALL_COMMANDS: Mapping[str, str] = {
+    "auth": "pip install 'taskq[auth]'",
+    "encryption": "pip install 'taskq[encryption]'",
+    "msgpack": "pip install 'taskq[msgpack]'",
+    "yaml": "pip install 'taskq[yaml]'",
+    "brotli": "pip install 'taskq[brotli]'",
+    "zstd": "pip install 'taskq[zstd]'",
+}
+
+
+class ExtraNotInstalled(SerializationError, ImportError):
+    """A format or compression needs a third-party library that is not installed.
+
+    The message names the pip extra that brings it in, so the fix is one copy-paste away.
+    """
+
+    def __init__(self, what: str, library: str, extra: str) -> None:
+        install = INSTALL_COMMANDS.get(extra, f"pip install {library}")
+        super().__init__(f"{what} needs {library}, which is not installed: {install}", name=library)
+        self.what = what
+        self.library = library
+        self.extra = extra
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.what, self.library, self.extra))
+
+
+def _content_disallowed(
+    content_type: str, accepted: frozenset[str], disabled: bool
+) -> ContentDisallowed:
+    return ContentDisallowed(content_type, accepted, disabled=disabled)
