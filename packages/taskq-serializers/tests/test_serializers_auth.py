@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from taskq_serializers.auth import SEPARATOR, AuthSerializer, setup_security, unpack
 from taskq_serializers.auth_certs import Certificate, CertStore, load_cert_store
 from taskq_serializers.base import ContentDisallowed, DecodeError, SerializationError
-from taskq_serializers.registry import SerializerRegistry
 from taskq_serializers.security_errors import (
     BadSignature,
     CertificateExpired,
@@ -39,6 +38,7 @@ from taskq_serializers.security_errors import (
     UnknownSigner,
     UnsignedMessage,
 )
+from taskq_serializers.serialization import SerializerRegistry
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 DAY = datetime.timedelta(days=1)
@@ -540,7 +540,7 @@ def test_setup_security_can_keep_named_serializers(
 
 def test_imports_cryptography_only_when_asked() -> None:
     code = (
-        "import sys, taskq_serializers, taskq_serializers.registry, taskq_serializers.base\n"
+        "import sys, taskq_serializers, taskq_serializers.serialization, taskq_serializers.base\n"
         "assert 'cryptography' not in sys.modules, 'imported cryptography eagerly'\n"
         "sys.modules['cryptography'] = None\n"
         "try:\n"

@@ -23,7 +23,6 @@ from taskq_serializers.encryption import (
     generate_key,
     redact_headers,
 )
-from taskq_serializers.registry import SerializerRegistry
 from taskq_serializers.security_errors import (
     DecryptionFailed,
     InnerContentRefused,
@@ -34,6 +33,7 @@ from taskq_serializers.security_errors import (
     UnknownEncryptionKey,
     UnsupportedEncryptionVersion,
 )
+from taskq_serializers.serialization import SerializerRegistry
 
 SECRET = "card 4111-1111-1111-1111"
 PAYLOAD: dict[str, Any] = {"args": [SECRET, 2], "kwargs": {"note": "Åse ✓"}}
@@ -280,7 +280,7 @@ def test_missing_cryptography_names_the_extra() -> None:
     code = (
         "import sys\n"
         "sys.modules['cryptography'] = None\n"
-        "import taskq_serializers.registry\n"
+        "import taskq_serializers.serialization\n"
         "try:\n"
         "    import taskq_serializers.encryption\n"
         "except ImportError as exc:\n"

@@ -29,7 +29,7 @@ from taskq_serializers.base import INSTALL_COMMANDS
 from taskq_serializers.formats.json import JSON_SERIALIZER, JSONSerializer
 from taskq_serializers.formats.pickle import PICKLE_SERIALIZER
 from taskq_serializers.plugins import EXTRAS
-from taskq_serializers.registry import DEFAULT_ACCEPT, TRUSTED_CONTENT
+from taskq_serializers.serialization import DEFAULT_ACCEPT, TRUSTED_CONTENT
 
 PICKLE = "application/x-python-serialize"
 
@@ -557,3 +557,18 @@ def test_importing_the_package_imports_no_optional_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_resolved_accept_sets_take_the_fast_path_and_still_refuse() -> None:
+    reg = SerializerRegistry.with_defaults()
+    allowed = reg.accept_content_types(["json"])
+    assert reg.loads(b"[1]", "application/json", "utf-8", accept=allowed) == [1]
+    # A frozenset of names (not content types) is resolved, not mistaken for types.
+    assert reg.loads(b"[1]", "application/json", "utf-8", accept=frozenset({"json"})) == [1]
+    with pytest.raises(ContentDisallowed):
+        reg.loads(pickle.dumps(1), "application/x-python-serialize", "binary", accept=allowed)
+    pickle_allowed = reg.accept_content_types(["json", "pickle"])
+    reg.disable("pickle")
+    with pytest.raises(ContentDisallowed):
+        reg.loads(pickle.dumps(1), "application/x-python-serialize", "binary",
+                  accept=pickle_allowed)  # fmt: skip

@@ -52,7 +52,9 @@ def describe(value: object) -> str:
 
 
 def is_mapping(value: object) -> TypeGuard[Mapping[object, object]]:
-    return type(value) is dict or isinstance(value, Mapping)
+    # Exact types first: the ABC check behind isinstance(..., Mapping) is slow for a list.
+    kind = type(value)
+    return kind is dict or (kind is not list and isinstance(value, Mapping))
 
 
 def is_list(value: object) -> TypeGuard[list[object] | tuple[object, ...]]:

@@ -26,7 +26,7 @@ from taskq_serializers.compression import (
     compressors,
     decompress,
 )
-from taskq_serializers.registry import SerializerRegistry, dumps, loads, registry
+from taskq_serializers.serialization import SerializerRegistry, dumps, loads, registry
 
 __all__ = [
     "dumps",

@@ -42,8 +42,6 @@ from taskq_serializers.auth_certs import (
     load_private_key,
     sign,
 )
-from taskq_serializers.registry import SerializerRegistry
-from taskq_serializers.registry import registry as default_registry
 from taskq_serializers.security_errors import (
     CertificateExpired,
     InnerContentRefused,
@@ -52,6 +50,8 @@ from taskq_serializers.security_errors import (
     SecurityConfigurationError,
     UnsignedMessage,
 )
+from taskq_serializers.serialization import SerializerRegistry
+from taskq_serializers.serialization import registry as default_registry
 
 __all__ = ["SEPARATOR", "AuthSerializer", "setup_security", "unpack"]
 

@@ -35,8 +35,6 @@ import os
 from collections.abc import Iterable, Mapping
 
 from taskq_serializers.base import EncodeError, ExtraNotInstalled
-from taskq_serializers.registry import SerializerRegistry
-from taskq_serializers.registry import registry as default_registry
 from taskq_serializers.security_errors import (
     DecryptionFailed,
     InnerContentRefused,
@@ -46,6 +44,8 @@ from taskq_serializers.security_errors import (
     UnknownEncryptionKey,
     UnsupportedEncryptionVersion,
 )
+from taskq_serializers.serialization import SerializerRegistry
+from taskq_serializers.serialization import registry as default_registry
 
 try:
     from cryptography.exceptions import InvalidTag

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
@@ -41,7 +42,14 @@ EXTRAS: Mapping[str, str] = {
 
 
 def import_extra(module: str, *, what: str, library: str, extra: str) -> ModuleType:
-    """Import an optional library on first use, or say which extra installs it."""
+    """Import an optional library on first use, or say which extra installs it.
+
+    Called on every encode and decode, so an already imported module is returned from
+    ``sys.modules`` without going through the import machinery.
+    """
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return loaded
     try:
         return importlib.import_module(module)
     except ImportError as exc:

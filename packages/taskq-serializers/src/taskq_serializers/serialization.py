@@ -199,6 +199,13 @@ class SerializerRegistry:
             ) from exc
 
     def _check_allowed(self, content_type: str, accept: Collection[str] | None) -> None:
+        if (
+            isinstance(accept, frozenset)
+            and content_type in accept
+            and content_type not in self._disabled
+        ):
+            # The worker's hot path: accept_content resolved once by accept_content_types().
+            return
         allowed = DEFAULT_ACCEPT if accept is None else self.accept_content_types(accept)
         if content_type in self._disabled:
             raise ContentDisallowed(content_type, allowed, disabled=True)
