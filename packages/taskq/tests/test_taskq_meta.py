@@ -11,14 +11,14 @@ EXTRAS = metadata.metadata("taskq").get_all("Provides-Extra") or []
 
 
 def _requirements(dist: str, extra: str | None) -> list[Requirement]:
-    found = []
-    for line in metadata.requires(dist) or []:
-        req = Requirement(line)
-        env = {"extra": extra or ""}
-        if req.marker is None or req.marker.evaluate(env):
-            if extra is None or (req.marker is not None and "extra" in str(req.marker)):
-                found.append(req)
-    return found
+    """``dist``'s base requirements (``extra=None``), or those its ``extra`` adds on this Python."""
+    requirements = [Requirement(line) for line in metadata.requires(dist) or []]
+    if extra is None:
+        return [r for r in requirements if r.marker is None]
+    return [
+        r for r in requirements
+        if r.marker is not None and "extra" in str(r.marker) and r.marker.evaluate({"extra": extra})
+    ]  # fmt: skip
 
 
 def test_meta_package_ships_no_module() -> None:
