@@ -1,0 +1,1 @@
+"""taskq: a distributed task queue that speaks Celery's protocol."""

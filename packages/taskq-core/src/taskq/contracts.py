@@ -1,0 +1,349 @@
+"""The contracts every transport, result backend and pool implements.
+
+They are small on purpose (Huey's lesson: a new backend should be a few hundred lines) and
+typed, so a type checker tells an integration author what is missing. Each has a conformance
+suite in ``taskq-testing`` that an implementation runs against its real server in one line.
+
+Transports move *wire messages*: the serialized body plus the headers and properties Celery's
+protocol puts beside it (:class:`taskq_protocol.Envelope`). How a transport stores them is its
+business. Redis and SQLite keep kombu's JSON envelope, AMQP uses native properties. What comes
+out of :meth:`Transport.fetch` must be what went into :meth:`Transport.publish`, byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from taskq_protocol import Envelope, ResultMeta
+
+__all__ = [
+    "dead_letter_queue",
+    "DEAD_LETTER_REASON_HEADER",
+    "Delivery",
+    "QueueSpec",
+    "Transport",
+    "ResultBackend",
+    "ChordPart",
+    "Pool",
+    "PoolJob",
+    "JobOutcome",
+    "OUTCOMES",
+    "TransportError",
+    "BackendError",
+    "TransportFactory",
+    "BackendFactory",
+    "BackendOptions",
+    "PoolFactory",
+]
+
+
+#: The header a dead-lettered message carries, saying why it was dead-lettered.
+DEAD_LETTER_REASON_HEADER = "x-taskq-dead-letter-reason"
+
+
+def dead_letter_queue(queue: str) -> str:
+    """Where messages from ``queue`` go when they cannot be processed: ``<queue>.dlq``.
+
+    Transports with native dead-lettering (RabbitMQ's DLX, SQS redrive) route there too, so an
+    operator finds every refused message of ``celery`` in ``celery.dlq``, whatever the broker.
+    """
+    return f"{queue}.dlq"
+
+
+class TransportError(Exception):
+    """The broker could not be reached or refused an operation; the caller may retry."""
+
+
+class BackendError(Exception):
+    """The result store could not be reached or refused an operation; the caller may retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A queue as ``task_queues`` declares it (Celery's ``kombu.Queue`` in plain data)."""
+
+    name: str
+    exchange: str = ""
+    exchange_type: str = "direct"
+    routing_key: str = ""
+    #: ``x-max-priority`` and friends; transports ignore what they cannot honour.
+    arguments: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    max_priority: int | None = None
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One message handed to a consumer, until it is acked, rejected or dead-lettered.
+
+    ``tag`` identifies the delivery to the transport; ``deliveries`` counts how often this
+    message has been handed out (1 the first time), so the worker can dead-letter a message
+    that keeps killing workers instead of looping forever.
+    """
+
+    queue: str
+    envelope: Envelope
+    tag: str
+    deliveries: int = 1
+    #: Transport-private state (a row id, a receipt handle, an AMQP channel).
+    handle: Any = None
+
+    @property
+    def redelivered(self) -> bool:
+        return self.deliveries > 1 or self.envelope.redelivered
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A message broker, as the client and the worker use it.
+
+    Every method may raise :class:`TransportError` when the broker is unreachable. Blocking
+    calls take a ``timeout`` and return early (empty) when it passes, so a worker can shut
+    down promptly.
+    """
+
+    #: URL schemes this transport serves (``("redis", "rediss")``).
+    schemes: tuple[str, ...]
+
+    def connect(self) -> None:
+        """Open connections; called once before first use. Idempotent."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. Unacked deliveries return to their queues."""
+        ...
+
+    def declare_queue(self, spec: QueueSpec) -> None:
+        """Make sure a queue exists (a no-op where queues are implicit)."""
+        ...
+
+    def publish(self, queue: str, envelope: Envelope, *, eta: float | None = None) -> None:
+        """Put one message on ``queue``; with ``eta`` (a Unix time) it becomes visible then.
+
+        Delayed messages wait in the broker, never in a worker's memory.
+        """
+        ...
+
+    def publish_many(self, items: Sequence[tuple[str, Envelope, float | None]]) -> None:
+        """Publish several ``(queue, envelope, eta)`` in as few round trips as the broker allows."""
+        ...
+
+    def fetch(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
+        """Take up to ``limit`` ready messages, waiting up to ``timeout`` seconds for the first.
+
+        Earlier queues in ``queues`` are served first; within a queue, higher priority first,
+        then FIFO. A fetched message is invisible to other consumers until acked, rejected,
+        or its visibility timeout passes (then it is delivered again, ``deliveries`` + 1).
+        """
+        ...
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Remove finished messages for good."""
+        ...
+
+    def reject(self, delivery: Delivery, *, requeue: bool) -> None:
+        """Give a message back (``requeue``) or drop it."""
+        ...
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move a message that cannot be processed to the dead-letter queue, with the reason."""
+        ...
+
+    def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
+        """Keep long-running deliveries invisible for ``seconds`` more (visibility timeout)."""
+        ...
+
+    def purge(self, queue: str) -> int:
+        """Delete every waiting message of ``queue``; returns how many."""
+        ...
+
+    def queue_length(self, queue: str) -> int:
+        """Messages waiting (ready or delayed) on ``queue``."""
+        ...
+
+    def broadcast(self, exchange: str, envelope: Envelope) -> None:
+        """Send to every subscriber of a fanout ``exchange`` (remote control, events)."""
+        ...
+
+    def subscribe(self, exchange: str, callback: Callable[[Envelope], None]) -> Callable[[], None]:
+        """Receive broadcasts of ``exchange``; returns a function that unsubscribes."""
+        ...
+
+
+class TransportFactory(Protocol):
+    """What the ``taskq.transports`` entry points name (usually the transport class).
+
+    ``url`` is the broker URL as configured (``sqlite:///taskq.db``); ``options`` is
+    ``broker_transport_options``. Connecting happens in :meth:`Transport.connect`, not here,
+    so building a transport never touches the network.
+    """
+
+    def __call__(self, url: str, options: Mapping[str, Any]) -> Transport: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOptions:
+    """What a result backend needs from the app's configuration."""
+
+    #: ``result_backend_transport_options``.
+    transport_options: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    #: ``result_serializer`` and ``result_accept_content`` (content types, resolved).
+    serializer: str = "json"
+    accept: frozenset[str] = frozenset({"application/json"})
+    #: ``result_expires`` in seconds; ``None`` keeps results forever.
+    expires: float | None = 86400.0
+    #: ``result_extended``: also store name, args, kwargs, worker, retries, queue.
+    extended: bool = False
+
+
+class BackendFactory(Protocol):
+    """What the ``taskq.backends`` entry points name (usually the backend class)."""
+
+    def __call__(self, url: str, options: BackendOptions) -> ResultBackend: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChordPart:
+    """One finished member of a chord header, reported to the backend."""
+
+    group_id: str
+    task_id: str
+    group_index: int | None
+    meta: ResultMeta
+
+
+@runtime_checkable
+class ResultBackend(Protocol):
+    """Where task states and results live.
+
+    A ``SUCCESS`` is final: :meth:`store` never overwrites it, so a task that ran twice after
+    a worker died cannot replace a good result with a late failure.
+    """
+
+    schemes: tuple[str, ...]
+
+    def store(self, meta: ResultMeta, *, expires: float | None = None) -> None:
+        """Write one task's state; ``expires`` in seconds (``None``: the backend default)."""
+        ...
+
+    def store_many(self, metas: Iterable[ResultMeta], *, expires: float | None = None) -> None:
+        """Write several states in as few round trips as the store allows."""
+        ...
+
+    def get(self, task_id: str) -> ResultMeta | None:
+        """The stored state, or ``None`` when the store has none (reads as PENDING)."""
+        ...
+
+    def wait(self, task_ids: Sequence[str], timeout: float | None) -> dict[str, ResultMeta]:
+        """Block until every id is ready or ``timeout`` passes; returns the ready ones.
+
+        Stores that can notify (Redis pub/sub, PostgreSQL LISTEN) push; others poll.
+        """
+        ...
+
+    def forget(self, task_id: str) -> None:
+        """Delete a task's state."""
+        ...
+
+    def save_group(self, group_id: str, result_tuple: list[Any]) -> None:
+        """Store a GroupResult (``GroupResult.save()``) as Celery's result tuple."""
+        ...
+
+    def restore_group(self, group_id: str) -> list[Any] | None: ...
+
+    def delete_group(self, group_id: str) -> None: ...
+
+    def set_chord_size(self, group_id: str, size: int) -> None:
+        """Record how many header tasks a chord waits for, before the last is sent."""
+        ...
+
+    def chord_part_done(self, part: ChordPart) -> list[ResultMeta] | None:
+        """Count one finished header task, atomically and at most once per task id.
+
+        Returns the metas of every part, ordered by ``group_index``, to the one caller whose
+        part completed the chord, and ``None`` to everyone else, so the body runs once even
+        when a header task is delivered twice.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+#: How a pool job ended. ``done``: the target returned (its value says what happened to the
+#: task); ``lost``: the process running it died; ``timeout``: the hard time limit killed it;
+#: ``terminated``: ``revoke(terminate=True)`` killed it.
+OUTCOMES = ("done", "lost", "timeout", "terminated")
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """What a pool reports for one job, on the thread that owns the worker's bookkeeping."""
+
+    task_id: str
+    outcome: str
+    #: For ``done``: what the target returned (small and picklable). Otherwise a description.
+    value: Any = None
+
+
+@dataclass(slots=True)
+class PoolJob:
+    """One task for a pool to run.
+
+    ``target(*args)`` does the whole execution: it runs the task, stores its result and sends
+    what follows it (callbacks, the next chain step). It must be picklable (a module-level
+    function and plain arguments), because the prefork pool runs it in a child process, where
+    storing the result in parallel is what makes prefork scale. It returns a small picklable
+    value the worker uses to decide how to acknowledge the message.
+    """
+
+    task_id: str
+    target: Callable[..., Any]
+    args: tuple[Any, ...]
+    soft_time_limit: float | None = None
+    time_limit: float | None = None
+
+
+class PoolFactory(Protocol):
+    """What the ``taskq.pools`` entry points name: ``factory(concurrency, **options)``.
+
+    Options are ``max_tasks_per_child`` and ``max_memory_per_child`` (KiB), which pools that
+    cannot honour them ignore, saying so in their documentation.
+    """
+
+    def __call__(self, concurrency: int, **options: Any) -> Pool: ...
+
+
+@runtime_checkable
+class Pool(Protocol):
+    """Runs tasks concurrently: solo (in the worker's thread), threads, or prefork processes.
+
+    Soft time limits raise ``SoftTimeLimitExceeded`` inside the task; hard limits stop it
+    (prefork kills and replaces the child). Outcomes are reported through the ``on_outcome``
+    callback given to :meth:`start`, which a pool may call from its own threads.
+    """
+
+    name: str
+
+    def start(self, on_outcome: Callable[[JobOutcome], None]) -> None: ...
+
+    def apply(self, job: PoolJob) -> None:
+        """Start ``job``; returns at once, except in the solo pool, which runs it first."""
+        ...
+
+    def terminate(self, task_id: str, signum: int | None = None) -> bool:
+        """Stop a running task (``revoke(terminate=True)``); False if it is not running here."""
+        ...
+
+    def grow(self, n: int = 1) -> None: ...
+
+    def shrink(self, n: int = 1) -> None: ...
+
+    @property
+    def free_slots(self) -> int:
+        """How many more jobs it can start now, so the worker fetches no more than that."""
+        ...
+
+    def stop(self, *, wait: bool = True) -> None:
+        """Finish running jobs (``wait``) or kill them, then release processes and threads."""
+        ...

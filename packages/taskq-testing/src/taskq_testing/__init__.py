@@ -1,0 +1,1 @@
+"""Conformance suites and the pytest plugin for taskq and its integrations."""
