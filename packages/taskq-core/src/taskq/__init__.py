@@ -1,1 +1,54 @@
-"""taskq: a distributed task queue that speaks Celery's protocol."""
+"""taskq: a distributed task queue for Python that speaks Celery's protocol.
+
+``from taskq import TaskQ`` is ``from celery import Celery``: tasks, settings, the calling API,
+results and canvas keep their names. With no broker configured, tasks go through a SQLite file
+in the working directory, so nothing needs to be installed to start.
+"""
+
+from __future__ import annotations
+
+from taskq.app import TaskQ, shared_task
+from taskq.canvas import Signature, chain, signature
+from taskq.context import current_app
+from taskq.exceptions import (
+    Ignore,
+    ImproperlyConfigured,
+    MaxRetriesExceededError,
+    NotRegistered,
+    Reject,
+    Retry,
+    SoftTimeLimitExceeded,
+    TimeLimitExceeded,
+)
+from taskq.result import AsyncResult, EagerResult, GroupResult, ResultSet
+from taskq.task import Task
+from taskq_protocol import states
+
+__version__ = "0.1.0"
+
+#: Celery's name for the app class, for code that says ``Celery(...)``.
+Celery = TaskQ
+
+__all__ = [
+    "TaskQ",
+    "Celery",
+    "Task",
+    "shared_task",
+    "current_app",
+    "AsyncResult",
+    "EagerResult",
+    "GroupResult",
+    "ResultSet",
+    "Signature",
+    "signature",
+    "chain",
+    "states",
+    "Retry",
+    "Ignore",
+    "Reject",
+    "MaxRetriesExceededError",
+    "SoftTimeLimitExceeded",
+    "TimeLimitExceeded",
+    "ImproperlyConfigured",
+    "NotRegistered",
+]

@@ -66,7 +66,7 @@ class TaskError(TaskQError):
     """Base of the exceptions a task raises to steer its own execution."""
 
 
-class Retry(TaskError):  # noqa: N818 - Celery's name, kept for compatibility
+class Retry(TaskError):
     """Raised by ``Task.retry()``: the task was sent again and this run ends here."""
 
     def __init__(
@@ -93,11 +93,11 @@ class Retry(TaskError):  # noqa: N818 - Celery's name, kept for compatibility
         return (type(self), (self.message, self.exc, self.when, self.is_eager))
 
 
-class Ignore(TaskError):  # noqa: N818 - Celery's name
+class Ignore(TaskError):
     """Raised by a task to end without storing any state (IGNORED)."""
 
 
-class Reject(TaskError):  # noqa: N818 - Celery's name
+class Reject(TaskError):
     """Raised by a task to reject its message: requeue it, or send it to the dead letters."""
 
     def __init__(self, reason: object = None, requeue: bool = False) -> None:
@@ -113,7 +113,7 @@ class MaxRetriesExceededError(TaskError):
     """``retry()`` was called once more than ``max_retries`` allows."""
 
 
-class TimeoutError(TaskQError):  # noqa: A001 - Celery's name; it is taskq.exceptions.TimeoutError
+class TimeoutError(TaskQError):
     """``AsyncResult.get(timeout=...)`` ran out of time before the result was ready."""
 
 
@@ -121,11 +121,11 @@ class TaskRevokedError(TaskQError):
     """The task was revoked, expired or terminated (the REVOKED state's result)."""
 
 
-class SoftTimeLimitExceeded(TaskQError):  # noqa: N818 - Celery's name
+class SoftTimeLimitExceeded(TaskQError):
     """Raised inside a task when its soft time limit passes, so it can clean up."""
 
 
-class TimeLimitExceeded(TaskQError):  # noqa: N818 - Celery's name
+class TimeLimitExceeded(TaskQError):
     """The hard time limit passed and the task was stopped."""
 
 

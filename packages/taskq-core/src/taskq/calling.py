@@ -1,0 +1,250 @@
+"""From ``apply_async(...)`` to a message on the broker.
+
+:func:`build_message` turns a call and its options into a protocol v2 :class:`TaskMessage`
+with the defaults Celery's client fills in (ids, ``root_id``/``parent_id`` from the task that
+is running, ``countdown`` as an ``eta``, ``expires`` as a time, time limits, links as
+``embed.callbacks``). :class:`Publisher` serializes, compresses, routes and publishes it with
+the retry policy, and fires ``before_task_publish``/``after_task_publish``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from taskq import signals
+from taskq.context import Request, current_request
+from taskq.contracts import TransportError
+from taskq_protocol import Embed, Envelope, TaskMessage
+from taskq_protocol import Signature as WireSignature
+from taskq_serializers import compress
+from taskq_serializers import registry as serializers
+
+if TYPE_CHECKING:
+    from taskq.app import TaskQ
+    from taskq.routing import Route
+    from taskq.task import Task
+
+__all__ = ["build_message", "Publisher", "retry_options", "to_wire_signatures", "as_datetime"]
+
+# Options that shape the message; anything else a caller passes is ignored (as kombu ignores
+# publish arguments it does not know), except the ones routing reads.
+_ROUTING_OPTIONS = ("queue", "exchange", "routing_key", "priority")
+
+
+def as_datetime(value: float | int | datetime | str | None, now: datetime) -> datetime | None:
+    """``expires``/``eta`` as Celery accepts them: seconds from now, a datetime, or ISO text."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+    return now + timedelta(seconds=float(value))
+
+
+def to_wire_signatures(value: Any) -> list[WireSignature] | None:
+    """``link=``/``link_error=``/``chain=`` as protocol signatures: one, a list, or None."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, Mapping) else list(value)
+    return [WireSignature.from_dict(dict(item)) for item in items] or None  # pyright: ignore[reportUnknownArgumentType]
+
+
+def build_message(
+    app: TaskQ,
+    name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    options: Mapping[str, Any],
+    task: Task[Any, Any] | None = None,
+    route: Route | None = None,
+) -> TaskMessage:
+    """The protocol v2 message for one call. ``options`` are ``apply_async``'s."""
+    now = datetime.now(timezone.utc)
+    parent = current_request()
+    countdown = options.get("countdown")
+    eta = as_datetime(options.get("eta"), now)
+    if countdown is not None:
+        eta = now + timedelta(seconds=float(countdown))
+    expires = options.get("expires", task.expires if task is not None else None)
+    time_limit = options.get("time_limit", task.time_limit if task is not None else None)
+    soft_limit = options.get("soft_time_limit", task.soft_time_limit if task else None)
+    if time_limit is None and soft_limit is None and task is None:
+        time_limit, soft_limit = app.conf.task_time_limit, app.conf.task_soft_time_limit
+    ignore_result = options.get("ignore_result")
+    if ignore_result is None:
+        ignore_result = (
+            task.ignore_result
+            if task is not None and task.ignore_result is not None
+            else app.conf.task_ignore_result
+        )
+    root_id = options.get("root_id")
+    parent_id = options.get("parent_id")
+    if parent is not None and parent.id is not None:
+        root_id = root_id or parent.root_id or parent.id
+        parent_id = parent_id or parent.id
+    chord = options.get("chord")
+    return TaskMessage.create(
+        name,
+        args,
+        kwargs,
+        id=options.get("task_id"),
+        eta=eta,
+        expires=as_datetime(expires, now),
+        group=options.get("group_id"),
+        group_index=options.get("group_index"),
+        retries=int(options.get("retries") or 0),
+        time_limit=time_limit,
+        soft_time_limit=soft_limit,
+        root_id=root_id,
+        parent_id=parent_id,
+        shadow=options.get("shadow"),
+        origin=app.nodename,
+        ignore_result=bool(ignore_result),
+        replaced_task_nesting=int(options.get("replaced_task_nesting") or 0),
+        stamps=options.get("stamps"),
+        headers=options.get("headers"),
+        embed=Embed(
+            callbacks=to_wire_signatures(options.get("link")),
+            errbacks=to_wire_signatures(options.get("link_error")),
+            chain=to_wire_signatures(options.get("chain")),
+            chord=None if chord is None else WireSignature.from_dict(dict(chord)),
+        ),
+        reply_to=options.get("reply_to") or app.thread_oid,
+        priority=route.priority if route is not None else options.get("priority"),
+        delivery_mode=2,
+        now=now,
+    )
+
+
+def retry_options(
+    request: Request,
+    *,
+    countdown: float | None,
+    eta: datetime | None,
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The options that send a task again as itself: same id, retries + 1, same links,
+    chain, chord, group, limits, routing and custom headers (Celery's ``as_execution_options``)."""
+    headers = {k: v for k, v in request.headers.items() if k != "x-death"}
+    options: dict[str, Any] = {
+        "task_id": request.id,
+        "retries": request.retries + 1,
+        "root_id": request.root_id,
+        "parent_id": request.parent_id,
+        "group_id": request.group,
+        "group_index": request.group_index,
+        "chord": request.chord,
+        "chain": request.chain,
+        "link": request.callbacks,
+        "link_error": request.errbacks,
+        "expires": request.expires,
+        "time_limit": request.timelimit[0],
+        "soft_time_limit": request.timelimit[1],
+        "reply_to": request.reply_to,
+        "headers": headers or None,
+        "stamps": request.stamps or None,
+        "priority": request.priority,
+        "ignore_result": request.ignore_result,
+    }
+    queue = request.delivery_info.get("routing_key")
+    if queue:
+        options["queue"] = queue
+    if eta is not None:
+        options["eta"] = eta
+    else:
+        options["countdown"] = countdown
+    options.update(extra)
+    return options
+
+
+class Publisher:
+    """Serializes, routes and publishes task messages for one app, with the retry policy."""
+
+    def __init__(self, app: TaskQ) -> None:
+        self.app = app
+
+    def send(
+        self,
+        name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        options: Mapping[str, Any],
+        task: Task[Any, Any] | None = None,
+    ) -> TaskMessage:
+        app = self.app
+        task_options = _task_routing_options(task)
+        route = app.router.route(name, args, kwargs, options, task_options)
+        message = build_message(app, name, args, kwargs, options, task=task, route=route)
+        headers, properties, body = message.encode()
+        serializer = (
+            options.get("serializer") or (task and task.serializer) or app.conf.task_serializer
+        )
+        content_type, content_encoding, payload = serializers.dumps(body, serializer)
+        compression = (
+            options.get("compression") or (task and task.compression) or app.conf.task_compression
+        )
+        if compression:
+            payload, headers["compression"] = compress(payload, compression)
+        envelope = Envelope.create(
+            payload,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            headers=headers,
+            properties=properties,
+            exchange=route.exchange,
+            routing_key=route.routing_key,
+            priority=message.properties.priority,
+        )
+        signals.before_task_publish.send(
+            sender=name,
+            body=body,
+            exchange=route.exchange,
+            routing_key=route.routing_key,
+            headers=headers,
+            properties=properties,
+            declare=[route.spec],
+            retry_policy=options.get("retry_policy"),
+        )
+        eta = message.headers.eta
+        when = eta.timestamp() if eta is not None and eta.timestamp() > time.time() else None
+        self._publish(route.queue, envelope, when, options)
+        signals.after_task_publish.send(
+            sender=name,
+            body=body,
+            exchange=route.exchange,
+            routing_key=route.routing_key,
+            headers=headers,
+        )
+        return message
+
+    def _publish(
+        self, queue: str, envelope: Envelope, eta: float | None, options: Mapping[str, Any]
+    ) -> None:
+        conf = self.app.conf
+        retry = options.get("retry", conf.task_publish_retry)
+        policy = {**conf.task_publish_retry_policy, **(options.get("retry_policy") or {})}
+        attempts = int(policy.get("max_retries", 3)) + 1 if retry else 1
+        delay = float(policy.get("interval_start", 0))
+        for attempt in range(attempts):
+            try:
+                self.app.transport.publish(queue, envelope, eta=eta)
+                return
+            except TransportError:
+                if attempt + 1 >= attempts:
+                    raise
+                time.sleep(delay)
+                delay = min(
+                    delay + float(policy.get("interval_step", 0.2)),
+                    float(policy.get("interval_max", 1)),
+                )
+
+
+def _task_routing_options(task: Task[Any, Any] | None) -> dict[str, Any]:
+    if task is None:
+        return {}
+    return {k: getattr(task, k) for k in _ROUTING_OPTIONS if getattr(task, k, None) is not None}

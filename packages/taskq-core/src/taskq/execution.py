@@ -1,0 +1,516 @@
+"""Running one task message: the tracer shared by the worker and ``Task.apply()``.
+
+:func:`execute` runs a task with its request pushed, stores its state, sends what follows it
+(callbacks, the next chain step, a chord's body when its last header task finishes) and fires
+the task signals and hooks. It returns an :class:`Execution`, a small picklable summary from
+which the worker decides how to acknowledge the message: the prefork pool runs this in a
+child process and only the summary travels back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback as tb
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from taskq import signals
+from taskq.canvas import Signature, maybe_signature
+from taskq.context import Request, pop_request, push_request
+from taskq.contracts import ChordPart
+from taskq.exceptions import ChordError, Ignore, Reject, Retry, TaskRevokedError
+from taskq_protocol import ResultMeta, ResultRef, TaskMessage, exception_to_dict, states
+from taskq_serializers import SerializationError
+
+if TYPE_CHECKING:
+    from taskq.app import TaskQ
+    from taskq.result import EagerResult
+    from taskq.task import Task
+
+__all__ = [
+    "Execution",
+    "execute",
+    "mark_failed",
+    "mark_revoked",
+    "run_eagerly",
+    "ACK",
+    "REQUEUE",
+    "DEAD_LETTER",
+]
+
+logger = logging.getLogger("taskq.task")
+
+#: How the worker should settle the message after an execution.
+ACK, REQUEUE, DEAD_LETTER = "ack", "requeue", "dead_letter"
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """What happened to one task run; small and picklable (it crosses process boundaries)."""
+
+    task_id: str
+    name: str
+    state: str
+    settle: str = ACK
+    #: Why a message was dead-lettered or rejected, for the log and the dead-letter header.
+    reason: str | None = None
+    runtime: float = 0.0
+    #: A short repr of the return value or the exception, for the worker's log line.
+    summary: str = ""
+
+
+@dataclass(slots=True)
+class _Outcome:
+    state: str
+    retval: Any = None
+    exc: BaseException | None = None
+    traceback: str | None = None
+    settle: str = ACK
+    reason: str | None = None
+
+
+def request_from(
+    message: TaskMessage, *, hostname: str | None, delivery_info: Mapping[str, Any], is_eager: bool
+) -> Request:
+    h = message.headers
+    embed = message.embed
+    return Request(
+        id=h.id,
+        task=h.task,
+        args=list(message.args),
+        kwargs=dict(message.kwargs),
+        retries=h.retries,
+        is_eager=is_eager,
+        eta=h.eta,
+        expires=h.expires,
+        group=h.group,
+        group_index=h.group_index,
+        chord=None if embed.chord is None else embed.chord.to_dict(),
+        chain=None if embed.chain is None else [s.to_dict() for s in embed.chain],
+        callbacks=None if embed.callbacks is None else [s.to_dict() for s in embed.callbacks],
+        errbacks=None if embed.errbacks is None else [s.to_dict() for s in embed.errbacks],
+        root_id=h.root_id,
+        parent_id=h.parent_id,
+        correlation_id=message.properties.correlation_id,
+        reply_to=message.properties.reply_to,
+        origin=h.origin,
+        hostname=hostname,
+        delivery_info=dict(delivery_info),
+        timelimit=h.timelimit,
+        headers=dict(h.extra),
+        ignore_result=h.ignore_result,
+        replaced_task_nesting=h.replaced_task_nesting,
+        stamps=dict(h.stamps),
+        shadow=h.shadow,
+        priority=message.properties.priority,
+    )
+
+
+def execute(
+    app: TaskQ,
+    message: TaskMessage,
+    *,
+    hostname: str | None = None,
+    delivery_info: Mapping[str, Any] | None = None,
+) -> Execution:
+    """Run ``message``'s task here; store, chain and signal; say how to settle the message."""
+    started = time.monotonic()
+    info = delivery_info or {}
+    task = app.tasks.get(message.name)
+    if task is None:
+        signals.task_unknown.send(sender=None, name=message.name, id=message.id, message=message)
+        reason = f"unknown task {message.name!r}: not registered in this worker"
+        return Execution(message.id, message.name, states.REJECTED, DEAD_LETTER, reason)
+    expires = message.headers.expires
+    if expires is not None and _aware(expires) <= datetime.now(timezone.utc):
+        mark_revoked(app, message, "expired", hostname=hostname, delivery_info=info)
+        return Execution(message.id, message.name, states.REVOKED, ACK, "expired")
+    request = request_from(message, hostname=hostname, delivery_info=info, is_eager=False)
+    outcome = _trace(app, task, request)
+    return Execution(
+        message.id,
+        message.name,
+        outcome.state,
+        outcome.settle,
+        outcome.reason,
+        time.monotonic() - started,
+        _summary(outcome),
+    )
+
+
+def _summary(outcome: _Outcome) -> str:
+    from taskq_protocol.message import safe_repr
+
+    if outcome.exc is not None:
+        return safe_repr(outcome.exc, 256)
+    return safe_repr(outcome.retval, 256)
+
+
+def _trace(app: TaskQ, task: Task[Any, Any], request: Request) -> _Outcome:
+    task_id = request.id or ""
+    args, kwargs = request.args, request.kwargs
+    push_request(request)
+    outcome = _Outcome(states.PENDING)
+    try:
+        signals.task_prerun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs)
+        if _track_started(app, task) and not request.is_eager:
+            _store(
+                app,
+                task,
+                request,
+                states.STARTED,
+                {"pid": os.getpid(), "hostname": request.hostname},
+            )
+        outcome = _run(app, task, request)
+    finally:
+        signals.task_postrun.send(
+            sender=task,
+            task_id=task_id,
+            task=task,
+            args=args,
+            kwargs=kwargs,
+            retval=outcome.retval if outcome.exc is None else outcome.exc,
+            state=outcome.state,
+        )
+        try:
+            task.after_return(
+                outcome.state,
+                outcome.retval if outcome.exc is None else outcome.exc,
+                task_id,
+                args,
+                kwargs,
+                outcome.traceback,
+            )
+        except Exception:
+            logger.exception("%s[%s]: after_return raised", task.name, task_id)
+        pop_request()
+    return outcome
+
+
+def _run(app: TaskQ, task: Task[Any, Any], request: Request) -> _Outcome:
+    task_id = request.id or ""
+    args, kwargs = request.args, request.kwargs
+    try:
+        task.before_start(task_id, args, kwargs)
+        retval = task(*args, **kwargs)
+    except Retry as retry:
+        return _on_retry(app, task, request, retry)
+    except Ignore:
+        return _Outcome(states.IGNORED)
+    except Reject as reject:
+        signals.task_rejected.send(sender=task, message=request, exc=reject)
+        settle = REQUEUE if reject.requeue else DEAD_LETTER
+        return _Outcome(states.REJECTED, exc=reject, settle=settle, reason=str(reject.reason))
+    except Exception as exc:
+        if task.should_autoretry(exc):
+            try:
+                task.retry(
+                    exc=exc,
+                    countdown=task.autoretry_delay(request.retries),
+                    **dict(task.retry_kwargs),
+                )
+            except Retry as retry:
+                return _on_retry(app, task, request, retry)
+            except Exception as final:
+                return _on_failure(app, task, request, final)
+        return _on_failure(app, task, request, exc)
+    return _on_success(app, task, request, retval)
+
+
+def _on_success(app: TaskQ, task: Task[Any, Any], request: Request, retval: Any) -> _Outcome:
+    task_id = request.id or ""
+    children = _send_followers(app, request, retval)
+    try:
+        _store(app, task, request, states.SUCCESS, retval, children=children)
+    except SerializationError as exc:
+        # The task ran, but its return value cannot be stored: that is the task's failure.
+        return _on_failure(app, task, request, exc)
+    _chord_part_done(app, request, states.SUCCESS, retval)
+    signals.task_success.send(sender=task, result=retval)
+    try:
+        task.on_success(retval, task_id, request.args, request.kwargs)
+    except Exception:
+        logger.exception("%s[%s]: on_success raised", task.name, task_id)
+    return _Outcome(states.SUCCESS, retval=retval)
+
+
+def _on_retry(app: TaskQ, task: Task[Any, Any], request: Request, retry: Retry) -> _Outcome:
+    task_id = request.id or ""
+    exc = retry.exc or retry
+    einfo = _format(exc)
+    if not request.is_eager:
+        _store(app, task, request, states.RETRY, exception_to_dict(exc), traceback=einfo)
+    signals.task_retry.send(sender=task, request=request, reason=exc, einfo=einfo)
+    try:
+        task.on_retry(retry.exc, task_id, request.args, request.kwargs, einfo)
+    except Exception:
+        logger.exception("%s[%s]: on_retry raised", task.name, task_id)
+    return _Outcome(states.RETRY, exc=retry, traceback=einfo)
+
+
+def _on_failure(app: TaskQ, task: Task[Any, Any], request: Request, exc: BaseException) -> _Outcome:
+    task_id = request.id or ""
+    einfo = _format(exc)
+    store = not _ignores_result(app, task, request) or _store_errors(app, task)
+    if store and not request.is_eager:
+        _store(app, task, request, states.FAILURE, exception_to_dict(exc), traceback=einfo)
+    _call_errbacks(app, request, exc, einfo)
+    _chord_part_done(app, request, states.FAILURE, exception_to_dict(exc))
+    signals.task_failure.send(
+        sender=task,
+        task_id=task_id,
+        exception=exc,
+        args=request.args,
+        kwargs=request.kwargs,
+        traceback=exc.__traceback__,
+        einfo=einfo,
+    )
+    try:
+        task.on_failure(exc, task_id, request.args, request.kwargs, einfo)
+    except Exception:
+        logger.exception("%s[%s]: on_failure raised", task.name, task_id)
+    acks = task.acks_on_failure_or_timeout
+    if acks is None:
+        acks = app.conf.task_acks_on_failure_or_timeout
+    settle = ACK if acks else DEAD_LETTER
+    return _Outcome(
+        states.FAILURE,
+        exc=exc,
+        traceback=einfo,
+        settle=settle,
+        reason=None if acks else f"task failed: {exc!r}",
+    )
+
+
+# -- what follows a task ----------------------------------------------------------------------
+
+
+def _send_followers(app: TaskQ, request: Request, retval: Any) -> list[Any]:
+    """Send callbacks and the next chain step with the result; return their result tuples."""
+    children: list[Any] = []
+    follow = {"parent_id": request.id, "root_id": request.root_id or request.id}
+    for raw in request.callbacks or ():
+        callback = _signature(app, raw)
+        result = callback.apply_async(() if callback.immutable else (retval,), **follow)
+        children.append(ResultRef(result.id).as_tuple())
+    if request.chain:
+        remaining = [_signature(app, raw) for raw in request.chain]
+        step = remaining.pop()  # the wire order is reversed: the next step is last
+        args = () if step.immutable else (retval,)
+        result = step.apply_async(args, chain=remaining or None, **follow)
+        children.append(ResultRef(result.id).as_tuple())
+    return children
+
+
+def _call_errbacks(app: TaskQ, request: Request, exc: BaseException, einfo: str) -> None:
+    for raw in request.errbacks or ():
+        errback = _signature(app, raw)
+        task = app.tasks.get(errback.task)
+        if task is not None and _takes_request(task):
+            # New-style errback: called here, with the failed request, exception and traceback.
+            try:
+                errback.clone((request, exc, einfo))()
+            except Exception:
+                logger.exception("errback %s raised", errback.task)
+            continue
+        errback.apply_async(
+            () if errback.immutable else (request.id,),
+            parent_id=request.id,
+            root_id=request.root_id or request.id,
+        )
+
+
+def _takes_request(task: Task[Any, Any]) -> bool:
+    import inspect
+
+    try:
+        parameters = inspect.signature(task.run).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) > 1 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+
+def _chord_part_done(app: TaskQ, request: Request, state: str, result: Any) -> None:
+    if not request.chord or not request.group or request.is_eager:
+        return
+    meta = ResultMeta(task_id=request.id or "", status=state, result=result, group_id=request.group)
+    parts = app.backend.chord_part_done(
+        ChordPart(request.group, request.id or "", request.group_index, meta)
+    )
+    if parts is None:
+        return
+    body = _signature(app, request.chord)
+    failed = next((p for p in parts if p.status in states.PROPAGATE_STATES), None)
+    if failed is not None:
+        error = ChordError(f"Dependency {failed.task_id} raised {failed.result!r}")
+        body_id = body.freeze()
+        app.backend.store(
+            ResultMeta(
+                task_id=body_id,
+                status=states.FAILURE,
+                result=exception_to_dict(error),
+                date_done=datetime.now(timezone.utc),
+            ),
+            expires=app.conf.result_expires,
+        )
+        for raw in body.options.get("link_error") or ():
+            _signature(app, raw).apply_async((body_id,))
+        return
+    body.apply_async(([p.result for p in parts],))
+
+
+def _signature(app: TaskQ, raw: Any) -> Signature:
+    sig = maybe_signature(raw, app=app)
+    assert sig is not None
+    return sig
+
+
+# -- storing ------------------------------------------------------------------------------
+
+
+def _ignores_result(app: TaskQ, task: Task[Any, Any], request: Request) -> bool:
+    if request.ignore_result:
+        return True
+    if task.ignore_result is not None:
+        return task.ignore_result
+    return bool(app.conf.task_ignore_result)
+
+
+def _store_errors(app: TaskQ, task: Task[Any, Any]) -> bool:
+    if task.store_errors_even_if_ignored is not None:
+        return task.store_errors_even_if_ignored
+    return bool(app.conf.task_store_errors_even_if_ignored)
+
+
+def _track_started(app: TaskQ, task: Task[Any, Any]) -> bool:
+    return task.track_started if task.track_started is not None else app.conf.task_track_started
+
+
+def _store(
+    app: TaskQ,
+    task: Task[Any, Any] | None,
+    request: Request,
+    state: str,
+    result: Any,
+    *,
+    traceback: str | None = None,
+    children: Sequence[Any] = (),
+) -> None:
+    if request.is_eager and not app.conf.task_store_eager_result:
+        return
+    if state == states.SUCCESS and task is not None and _ignores_result(app, task, request):
+        return
+    ready = state in states.READY_STATES
+    meta = ResultMeta(
+        task_id=request.id or "",
+        status=state,
+        result=result,
+        traceback=traceback,
+        children=list(children),
+        date_done=datetime.now(timezone.utc) if ready else None,
+        group_id=request.group,
+        parent_id=request.parent_id,
+    )
+    if app.conf.result_extended:
+        meta.name, meta.args, meta.kwargs = request.task, request.args, request.kwargs
+        meta.worker, meta.retries = request.hostname, request.retries
+        meta.queue = request.delivery_info.get("routing_key")
+    app.backend.store(meta, expires=app.conf.result_expires)
+
+
+def _format(exc: BaseException) -> str:
+    return "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+# -- failures the worker records for a task that could not report itself -----------------------
+
+
+def mark_failed(
+    app: TaskQ,
+    message: TaskMessage,
+    exc: BaseException,
+    *,
+    hostname: str | None = None,
+    delivery_info: Mapping[str, Any] | None = None,
+) -> None:
+    """Store FAILURE for a task whose process was killed (hard time limit, lost worker), run
+    its errbacks and count it in its chord, as the task itself would have."""
+    request = request_from(
+        message, hostname=hostname, delivery_info=delivery_info or {}, is_eager=False
+    )
+    task = app.tasks.get(message.name)
+    einfo = f"{type(exc).__name__}: {exc}"
+    _store(app, task, request, states.FAILURE, exception_to_dict(exc), traceback=einfo)
+    _call_errbacks(app, request, exc, einfo)
+    _chord_part_done(app, request, states.FAILURE, exception_to_dict(exc))
+    if task is not None:
+        signals.task_failure.send(
+            sender=task,
+            task_id=message.id,
+            exception=exc,
+            args=message.args,
+            kwargs=message.kwargs,
+            traceback=None,
+            einfo=einfo,
+        )
+
+
+def mark_revoked(
+    app: TaskQ,
+    message: TaskMessage,
+    reason: str,
+    *,
+    hostname: str | None = None,
+    delivery_info: Mapping[str, Any] | None = None,
+    terminated: bool = False,
+    signum: int | None = None,
+) -> None:
+    """Store REVOKED (``reason``: revoked, expired or terminated) and fire ``task_revoked``."""
+    request = request_from(
+        message, hostname=hostname, delivery_info=delivery_info or {}, is_eager=False
+    )
+    error = TaskRevokedError(reason)
+    _store(app, app.tasks.get(message.name), request, states.REVOKED, exception_to_dict(error))
+    _chord_part_done(app, request, states.REVOKED, exception_to_dict(error))
+    signals.task_revoked.send(
+        sender=app.tasks.get(message.name),
+        request=request,
+        terminated=terminated,
+        signum=signum,
+        expired=reason == "expired",
+    )
+
+
+# -- eager ----------------------------------------------------------------------------------
+
+
+def run_eagerly(
+    task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], options: Mapping[str, Any]
+) -> EagerResult[Any]:
+    """``Task.apply()``: run here with a real request; raise when ``task_eager_propagates``."""
+    from taskq.calling import build_message
+    from taskq.result import EagerResult
+
+    app = task.app
+    message = build_message(app, task.name, args, kwargs, options, task=task)
+    request = request_from(
+        message, hostname=app.nodename, delivery_info={"is_eager": True}, is_eager=True
+    )
+    outcome = _trace(app, task, request)
+    if (
+        outcome.exc is not None
+        and app.conf.task_eager_propagates
+        and outcome.state == states.FAILURE
+    ):
+        raise outcome.exc
+    value = outcome.exc if outcome.exc is not None else outcome.retval
+    return EagerResult(message.id, value, outcome.state, traceback=outcome.traceback)
