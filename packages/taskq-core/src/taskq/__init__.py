@@ -7,6 +7,8 @@ in the working directory, so nothing needs to be installed to start.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from taskq.app import TaskQ, shared_task
 from taskq.canvas import Signature, chain, signature
 from taskq.context import current_app
@@ -20,8 +22,10 @@ from taskq.exceptions import (
     SoftTimeLimitExceeded,
     TimeLimitExceeded,
 )
-from taskq.result import AsyncResult, EagerResult, GroupResult, ResultSet
 from taskq.task import Task
+
+if TYPE_CHECKING:
+    from taskq.result import AsyncResult, EagerResult, GroupResult, ResultSet
 from taskq_protocol import states
 
 __version__ = "0.1.0"
@@ -52,3 +56,16 @@ __all__ = [
     "ImproperlyConfigured",
     "NotRegistered",
 ]
+
+
+_LAZY = {"AsyncResult", "EagerResult", "GroupResult", "ResultSet"}
+
+
+def __getattr__(name: str) -> Any:
+    # Result classes load on first use: a worker or client that never reads a result never
+    # imports them, and taskq.result can import the app without a cycle.
+    if name in _LAZY:
+        from taskq import result
+
+        return getattr(result, name)
+    raise AttributeError(f"module 'taskq' has no attribute {name!r}")

@@ -12,7 +12,7 @@ def parse_rate(rate: object) -> float | None:
 
     Raises ValueError with the accepted forms for anything else.
     """
-    if rate is None or rate in {"", 0}:
+    if rate is None or (isinstance(rate, (str, int, float)) and rate in ("", 0)):
         return None
     if isinstance(rate, bool):
         raise ValueError(f"expected a rate like '10/s', '100/m' or a number, got {rate!r}")
