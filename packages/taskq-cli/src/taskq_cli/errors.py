@@ -1,0 +1,37 @@
+# pyright: strict
+"""The failures the command reports in one line, and how URLs are shown in them."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+__all__ = ["CommandError", "mask_url"]
+
+
+class CommandError(Exception):
+    """Something the user can act on: printed as ``Error: <message>``, exit status 1.
+
+    The exception it was raised from (``raise CommandError(...) from exc``) is kept for
+    ``--debug``, which prints the whole chain; without it the user sees only the message.
+    """
+
+
+def mask_url(url: str) -> str:
+    """``redis://:secret@host:6379/0`` → ``redis://:****@host:6379/0``, for error messages.
+
+    Several URLs joined by ``;`` (Sentinel, failover lists) are masked one by one. Anything
+    that does not parse as a URL is shown as it is: it has no password part to hide.
+    """
+    return ";".join(_mask_one(part) for part in url.split(";"))
+
+
+def _mask_one(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    credentials, _, host = parts.netloc.rpartition("@")
+    user = credentials.partition(":")[0]
+    return parts._replace(netloc=f"{user}:****@{host}").geturl()
