@@ -50,8 +50,8 @@ def to_wire_signatures(value: Any) -> list[WireSignature] | None:
     """``link=``/``link_error=``/``chain=`` as protocol signatures: one, a list, or None."""
     if value is None:
         return None
-    items = [value] if isinstance(value, Mapping) else list(value)
-    return [WireSignature.from_dict(dict(item)) for item in items] or None  # pyright: ignore[reportUnknownArgumentType]
+    items: list[Any] = [value] if isinstance(value, Mapping) else list(value)
+    return [WireSignature.from_dict(dict(item)) for item in items] or None
 
 
 def build_message(
@@ -178,7 +178,11 @@ class Publisher:
     ) -> TaskMessage:
         app = self.app
         task_options = _task_routing_options(task)
-        route = app.router.route(name, args, kwargs, options, task_options)
+        route = app.router.route(name, args, kwargs, options, task_options, task=task)
+        if route.options:
+            # What a router returns besides the queue (expires, serializer, ...) applies under
+            # the caller's own options, as in Celery.
+            options = {**route.options, **options}
         message = build_message(app, name, args, kwargs, options, task=task, route=route)
         headers, properties, body = message.encode()
         serializer = (
@@ -227,7 +231,10 @@ class Publisher:
     ) -> None:
         conf = self.app.conf
         retry = options.get("retry", conf.task_publish_retry)
-        policy = {**conf.task_publish_retry_policy, **(options.get("retry_policy") or {})}
+        policy: dict[str, Any] = {
+            **conf.task_publish_retry_policy,
+            **(options.get("retry_policy") or {}),
+        }
         attempts = int(policy.get("max_retries", 3)) + 1 if retry else 1
         delay = float(policy.get("interval_start", 0))
         for attempt in range(attempts):

@@ -146,7 +146,8 @@ class Signature(dict[str, Any]):
 
     on_error = link_error
 
-    def __or__(self, other: Signature) -> chain:
+    # dict's | merges mappings; a signature's | chains tasks, as in Celery.
+    def __or__(self, other: Signature) -> chain:  # pyright: ignore[reportIncompatibleMethodOverride]
         return chain(self, other)
 
     # -- sending -----------------------------------------------------------------------------
@@ -240,7 +241,7 @@ class chain(Signature):
     def tasks(self) -> list[Signature]:
         return self.kwargs["tasks"]  # type: ignore[no-any-return]
 
-    def __or__(self, other: Signature) -> chain:
+    def __or__(self, other: Signature) -> chain:  # pyright: ignore[reportIncompatibleMethodOverride]
         return chain(*self.tasks, other, app=self._app)
 
     def __repr__(self) -> str:

@@ -95,7 +95,7 @@ def _one_of(*choices: object) -> Check:
     def check(value: Any) -> str | None:
         if value in choices:
             return None
-        return f"expected one of {', '.join(choices)}, got {value!r}"
+        return f"expected one of {', '.join(map(str, choices))}, got {value!r}"
 
     return check
 

@@ -292,16 +292,20 @@ def _on_failure(app: TaskQ, task: Task[Any, Any], request: Request, exc: BaseExc
 def _send_followers(app: TaskQ, request: Request, retval: Any) -> list[Any]:
     """Send callbacks and the next chain step with the result; return their result tuples."""
     children: list[Any] = []
-    follow = {"parent_id": request.id, "root_id": request.root_id or request.id}
+    parent_id, root_id = request.id, request.root_id or request.id
     for raw in request.callbacks or ():
         callback = _signature(app, raw)
-        result = callback.apply_async(() if callback.immutable else (retval,), **follow)
+        result = callback.apply_async(
+            () if callback.immutable else (retval,), parent_id=parent_id, root_id=root_id
+        )
         children.append(ResultRef(result.id).as_tuple())
     if request.chain:
         remaining = [_signature(app, raw) for raw in request.chain]
         step = remaining.pop()  # the wire order is reversed: the next step is last
         args = () if step.immutable else (retval,)
-        result = step.apply_async(args, chain=remaining or None, **follow)
+        result = step.apply_async(
+            args, chain=remaining or None, parent_id=parent_id, root_id=root_id
+        )
         children.append(ResultRef(result.id).as_tuple())
     return children
 
@@ -513,4 +517,6 @@ def run_eagerly(
     ):
         raise outcome.exc
     value = outcome.exc if outcome.exc is not None else outcome.retval
-    return EagerResult(message.id, value, outcome.state, traceback=outcome.traceback)
+    return EagerResult(
+        message.id, value, outcome.state, traceback=outcome.traceback, name=task.name, app=app
+    )
