@@ -177,7 +177,7 @@ class PoolConformance:
 
     def _skip_unless(self, capable: bool, attribute: str) -> None:
         if not capable:
-            pytest.skip(f"{type(self).__name__}.{attribute} says this pool cannot")
+            pytest.skip(f"{type(self).__name__}.{attribute} is False")
 
     def _require_concurrency(self) -> None:
         if self.runs_inline:
