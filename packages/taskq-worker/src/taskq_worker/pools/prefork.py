@@ -1,0 +1,463 @@
+"""The prefork pool: ``concurrency`` forked child processes run the tasks (Celery's default).
+
+Processes give real parallelism for CPU-bound tasks, isolation (a task that leaks or crashes
+takes down its child, not the worker), and limits that always work: a child running past its
+hard time limit is killed with ``SIGKILL`` and replaced. POSIX only (it needs ``fork``).
+Forking a process that runs threads copies locks other threads may hold; Python 3.12+ warns
+about it. Every forking pool, Celery's included, lives with this; the child's own code takes no
+lock of the parent's except logging's, which Python re-creates after ``fork``.
+
+A supervisor thread in the parent reads the children's replies, notices a child that died (its
+pipe closes, or ``waitpid`` says so), reports the job it was running and forks a replacement.
+Jobs go only to idle, ready children; jobs applied beyond that wait in the parent, and
+``free_slots`` (idle children minus waiting jobs) tells the worker not to apply them.
+
+Outcomes: ``done`` when the child replied; ``timeout`` when the hard limit killed it;
+``terminated`` when :meth:`~PreforkPool.terminate` signalled it (``SIGTERM`` unless told
+otherwise; a reply that arrives first wins, and the child is replaced either way); ``lost``
+when it died on its own, and for the jobs ``stop(wait=False)`` killed (``SIGKILL``, at once)
+or never started. ``stop(wait=True)`` runs every job applied, waiting ones included.
+
+Options: ``max_tasks_per_child``; ``max_memory_per_child`` (KiB of peak resident memory,
+checked after each job); ``initializer``, run in each new child before its first job.
+:meth:`~PreforkPool.start` returns once every child ran it, and raises if it failed in one;
+a later failure is logged and that child is forked again a second later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from taskq.contracts import JobOutcome, PoolJob
+
+from .child import DONE, INIT_FAILED, READY, dumps, spawn
+from .jobs import Fate, check_job, limits, never_started, timed_out
+from .options import check_concurrency, check_count, parse_options
+
+__all__ = ["PreforkPool"]
+
+logger = logging.getLogger("taskq_worker.pools")
+
+_NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
+#: How often the supervisor asks the kernel which children exited: a child's pipe stays open
+#: after it died if it forked a grandchild that inherited the pipe.
+_EXIT_POLL = 1.0
+#: How long to wait before forking again after fork() or a child's initializer failed.
+_RESPAWN_DELAY = 1.0
+#: How long a child whose pipe closed may take to finish exiting before it is killed.
+_EXIT_GRACE = 0.1
+_STOP = dumps(None)
+
+
+@dataclass(eq=False, slots=True)
+class _Child:
+    pid: int
+    conn: Connection
+    #: Its initializer ran; it waits for jobs.
+    ready: bool = False
+    job: PoolJob | None = None
+    hard_at: float | None = None
+    #: It gets no more jobs and exits after the current one (or already is exiting).
+    retiring: bool = False
+    #: Why the parent signalled it while it ran ``job``; decides the job's outcome.
+    fate: Fate | None = None
+
+    @property
+    def idle(self) -> bool:
+        return self.ready and self.job is None and not self.retiring
+
+
+class PreforkPool:
+    """Runs jobs in forked child processes; see the module docstring."""
+
+    name = "prefork"
+
+    def __init__(self, concurrency: int, **options: Any) -> None:
+        self._size = check_concurrency(self.name, concurrency)
+        self._options = parse_options(self.name, options)
+        if not hasattr(os, "fork"):
+            raise RuntimeError("the prefork pool needs os.fork(); use the threads or solo pool")
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # start() waits for ready children
+        self._state = _NEW
+        self._on_outcome: Callable[[JobOutcome], None] | None = None
+        self._children: dict[Connection, _Child] = {}
+        self._pending: deque[tuple[PoolJob, bytes]] = deque()
+        self._wake_fds: tuple[int, int] | None = None  # wakes the supervisor's wait()
+        self._supervisor: threading.Thread | None = None
+        #: Why the last child that could not start failed (start() raises it).
+        self._init_error: str | None = None
+        self._respawn_at = 0.0
+        self._next_exit_poll = 0.0
+
+    # -- the Pool contract -------------------------------------------------------------------
+
+    def start(self, on_outcome: Callable[[JobOutcome], None]) -> None:
+        """Start the supervisor, which forks the children; return once all of them are ready."""
+        with self._lock:
+            if self._state != _NEW:
+                raise RuntimeError(f"the prefork pool cannot start: it is {self._state}")
+            self._state = _RUNNING
+            self._on_outcome = on_outcome
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(write_fd, False)
+            self._wake_fds = (read_fd, write_fd)
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="taskq-prefork-supervisor", daemon=True
+            )
+            self._supervisor.start()
+            self._changed.wait_for(
+                lambda: self._init_error is not None or self._ready() >= self._size
+            )
+            error = self._init_error
+        if error is not None:
+            self.stop(wait=False)
+            raise RuntimeError(f"the prefork pool could not start a child: {error}")
+
+    def apply(self, job: PoolJob) -> None:
+        """Send ``job`` to an idle child, or queue it for the next one; returns at once."""
+        check_job(job)
+        soft, _ = limits(job)
+        try:
+            payload = dumps((job.task_id, job.target, job.args, soft))
+        except Exception as exc:
+            raise TypeError(
+                f"prefork pool: job {job.task_id} cannot be pickled for a child process "
+                f"(targets must be module-level functions with picklable arguments): {exc}"
+            ) from exc
+        with self._lock:
+            if self._state != _RUNNING:
+                raise RuntimeError(f"the prefork pool is not running (it is {self._state})")
+            self._pending.append((job, payload))
+            self._dispatch()
+            if job.time_limit is not None:
+                self._wake()  # the supervisor's next timeout must include this deadline
+
+    def terminate(self, task_id: str, signum: int | None = None) -> bool:
+        """Signal the child running ``task_id`` (``SIGTERM`` by default); it is replaced."""
+        sig = signal.SIGTERM if signum is None else signal.Signals(signum)
+        dropped: list[JobOutcome] = []
+        found = False
+        with self._lock:
+            for job, payload in [item for item in self._pending if item[0].task_id == task_id]:
+                self._pending.remove((job, payload))
+                dropped.append(JobOutcome(task_id, "terminated", "terminated before it started"))
+            for child in self._children.values():
+                if child.job is None or child.job.task_id != task_id:
+                    continue
+                found = True
+                if child.fate is None:
+                    child.fate = ("terminated", f"terminated by {sig.name}")
+                    child.hard_at = None
+                    _kill(child.pid, sig)
+        for outcome in dropped:
+            self._report(outcome)
+        return found or bool(dropped)
+
+    def grow(self, n: int = 1) -> None:
+        """Add ``n`` children, forked by the supervisor; ``free_slots`` rises as they are ready."""
+        check_count(self.name, "grow", n)
+        with self._lock:
+            self._size += n
+            self._wake()
+
+    def shrink(self, n: int = 1) -> None:
+        """Retire ``n`` children: idle ones at once, busy ones after their job."""
+        check_count(self.name, "shrink", n)
+        with self._lock:
+            if n > self._size:
+                raise ValueError(f"cannot shrink the prefork pool by {n}: it has {self._size}")
+            self._size -= n
+            staying = [child for child in self._children.values() if not child.retiring]
+            staying.sort(key=lambda child: (child.job is not None, not child.ready))
+            for child in staying[:n]:
+                if child.idle:
+                    self._stop_child(child)
+                else:
+                    child.retiring = True  # told to stop once it is ready or its job ended
+
+    @property
+    def free_slots(self) -> int:
+        with self._lock:
+            if self._state != _RUNNING:
+                return 0
+            idle = sum(1 for child in self._children.values() if child.idle)
+            return max(0, idle - len(self._pending))
+
+    def stop(self, *, wait: bool = True) -> None:
+        """Run every job applied (``wait``) or kill the children now; then reap them all."""
+        dropped: list[JobOutcome] = []
+        with self._lock:
+            if self._state == _NEW:
+                self._state = _STOPPED
+                return
+            self._state = _STOPPED
+            if not wait:
+                dropped = self._drop_pending()
+                for child in self._children.values():
+                    if child.job is not None and child.fate is None:
+                        child.fate = ("lost", "the pool stopped without waiting: child killed")
+                    _kill(child.pid, signal.SIGKILL)
+            self._wake()
+            supervisor = self._supervisor
+        for outcome in dropped:
+            self._report(outcome)
+        if supervisor is not None and supervisor is not threading.current_thread():
+            supervisor.join()
+
+    # -- the supervisor ----------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while True:
+            with self._lock:
+                if self._state != _RUNNING and not self._children:
+                    dropped = self._drop_pending()  # no child left to run them (shrunk to 0)
+                    self._close_wake_fds()
+                    self._changed.notify_all()
+                    break
+                assert self._wake_fds is not None
+                wake_fd = self._wake_fds[0]
+                waitables: list[Connection | int] = [*self._children, wake_fd]
+                timeout = self._timeout(time.monotonic())
+            ready = wait(waitables, timeout)
+            reports: list[JobOutcome] = []
+            with self._lock:
+                for item in ready:
+                    if isinstance(item, int):
+                        os.read(item, 4096)
+                    elif isinstance(item, Connection) and (child := self._children.get(item)):
+                        self._receive(child, reports)
+                now = time.monotonic()
+                self._expire(now)
+                if now >= self._next_exit_poll:
+                    self._next_exit_poll = now + _EXIT_POLL
+                    self._poll_exits(reports)
+                self._refill(now)
+                self._dispatch()
+                if self._state != _RUNNING and not self._pending:
+                    for child in self._children.values():
+                        if child.job is None and not child.retiring:
+                            self._stop_child(child)
+                self._changed.notify_all()
+            for outcome in reports:
+                self._report(outcome)
+        for outcome in dropped:
+            self._report(outcome)
+
+    def _timeout(self, now: float) -> float | None:
+        """Seconds until the supervisor has something to do without being woken."""
+        due: list[float] = [c.hard_at for c in self._children.values() if c.hard_at is not None]
+        if self._children:
+            due.append(self._next_exit_poll)
+        if self._wants_children() and self._staying() < self._size:
+            due.append(self._respawn_at)
+        return max(0.0, min(due) - now) if due else None
+
+    def _receive(self, child: _Child, reports: list[JobOutcome]) -> None:
+        """Handle every message waiting from ``child``; reap it at EOF."""
+        while True:
+            try:
+                if not child.conn.poll():
+                    return
+                data = child.conn.recv_bytes()
+            except (EOFError, OSError):
+                self._reap(child, _collect(child.pid), reports)
+                return
+            self._handle(child, data, reports)
+
+    def _handle(self, child: _Child, data: bytes, reports: list[JobOutcome]) -> None:
+        try:
+            message = pickle.loads(data)
+        except Exception as exc:  # a value the parent cannot load: report it, retire the child
+            message = ("lost", f"the parent could not unpickle the child's reply: {exc!r}", True)
+            self._stop_child(child)
+        kind = message[0]
+        if kind == READY:
+            child.ready = True
+            if child.retiring:
+                self._stop_child(child)
+            return
+        if kind == INIT_FAILED:
+            child.retiring = True  # it exits by itself
+            self._failed_to_start(f"its initializer raised:\n{message[1]}")
+            return
+        job, fate = child.job, child.fate
+        child.job, child.hard_at, child.fate = None, None, None
+        if job is None:
+            return
+        _, value, retire = message
+        reports.append(JobOutcome(job.task_id, "done" if kind == DONE else "lost", value))
+        if retire:
+            child.retiring = True  # it exits by itself
+        elif fate is not None or child.retiring:
+            self._stop_child(child)
+
+    def _reap(self, child: _Child, how: str, reports: list[JobOutcome]) -> None:
+        """Forget a child that exited; its job, if it had one, gets its outcome."""
+        del self._children[child.conn]
+        child.conn.close()
+        if child.job is not None:
+            fate = child.fate or ("lost", f"the child process {child.pid} {how}")
+            reports.append(JobOutcome(child.job.task_id, *fate))
+        elif child.retiring or self._state != _RUNNING:
+            return
+        elif child.ready:
+            logger.warning("idle prefork child %d %s; replacing it", child.pid, how)
+        else:
+            self._failed_to_start(f"the child process {child.pid} {how} before it was ready")
+
+    def _failed_to_start(self, why: str) -> None:
+        """A new child could not start: fail start(), or fork again after a pause."""
+        logger.error(
+            "a prefork child could not start (%s); forking again in %gs", why, _RESPAWN_DELAY
+        )
+        self._init_error = why
+        self._respawn_at = time.monotonic() + _RESPAWN_DELAY
+
+    def _poll_exits(self, reports: list[JobOutcome]) -> None:
+        for child in list(self._children.values()):
+            how = _exited(child.pid)
+            if how is None:
+                continue
+            while child.conn.poll():  # what it said before it died still counts
+                try:
+                    data = child.conn.recv_bytes()
+                except (EOFError, OSError):
+                    break
+                self._handle(child, data, reports)
+            self._reap(child, how, reports)
+
+    def _expire(self, now: float) -> None:
+        for child in self._children.values():
+            if child.job is not None and child.hard_at is not None and now >= child.hard_at:
+                child.fate = timed_out(child.job)
+                child.hard_at = None
+                _kill(child.pid, signal.SIGKILL)
+
+    # -- helpers, called with the lock held --------------------------------------------------
+
+    def _wants_children(self) -> bool:
+        """Whether lost children are replaced: while running, and while jobs still wait."""
+        return self._state == _RUNNING or bool(self._pending)
+
+    def _drop_pending(self) -> list[JobOutcome]:
+        dropped = [never_started(job) for job, _ in self._pending]
+        self._pending.clear()
+        return dropped
+
+    def _ready(self) -> int:
+        return sum(1 for c in self._children.values() if c.ready and not c.retiring)
+
+    def _staying(self) -> int:
+        return sum(1 for c in self._children.values() if not c.retiring)
+
+    def _spawn(self) -> None:
+        assert self._wake_fds is not None
+        pid, conn = spawn(self._options, self._children, self._wake_fds)
+        self._children[conn] = _Child(pid, conn)
+
+    def _refill(self, now: float) -> None:
+        """Fork children up to the pool's size, unless a child just failed to start.
+
+        Only the supervisor forks, so children are forked from one thread, one at a time.
+        """
+        if not self._wants_children() or now < self._respawn_at:
+            return
+        try:
+            for _ in range(self._size - self._staying()):
+                self._spawn()
+        except OSError as exc:
+            self._failed_to_start(f"fork() failed: {exc}")
+
+    def _dispatch(self) -> None:
+        """Send waiting jobs to idle children."""
+        while self._pending:
+            child = next((c for c in self._children.values() if c.idle), None)
+            if child is None:
+                return
+            job, payload = self._pending.popleft()
+            _, hard = limits(job)
+            child.job = job
+            child.hard_at = None if hard is None else time.monotonic() + hard
+            try:
+                child.conn.send_bytes(payload)
+            except OSError:  # it just died: its EOF reaps it; the job waits for another child
+                child.job, child.hard_at, child.retiring = None, None, True
+                self._pending.appendleft((job, payload))
+
+    def _stop_child(self, child: _Child) -> None:
+        """Tell a child to exit after what it is doing now."""
+        child.retiring = True
+        with contextlib.suppress(OSError):  # already gone: its EOF reaps it
+            child.conn.send_bytes(_STOP)
+
+    def _close_wake_fds(self) -> None:
+        if self._wake_fds is not None:
+            for fd in self._wake_fds:
+                os.close(fd)
+            self._wake_fds = None
+
+    def _wake(self) -> None:
+        if self._wake_fds is None:
+            return
+        with contextlib.suppress(BlockingIOError):  # a full pipe wakes the supervisor anyway
+            os.write(self._wake_fds[1], b"\0")
+
+    def _report(self, outcome: JobOutcome) -> None:
+        on_outcome = self._on_outcome
+        assert on_outcome is not None, "jobs are only accepted after start()"
+        try:
+            on_outcome(outcome)
+        except Exception:  # the worker's callback failing must not kill the supervisor
+            logger.exception("on_outcome failed for job %s", outcome.task_id)
+
+
+def _kill(pid: int, sig: int) -> None:
+    """Signal a child that is not reaped yet (so its pid cannot belong to anyone else)."""
+    with contextlib.suppress(ProcessLookupError):  # reaped by someone else (SIGCHLD ignored)
+        os.kill(pid, sig)
+
+
+def _exited(pid: int) -> str | None:
+    """How the child exited if it did, else None."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return "exited (someone else collected its exit status)"
+    return _describe(status) if done else None
+
+
+def _collect(pid: int) -> str:
+    """Reap a child whose pipe closed; one that lingers cannot talk to us any more: kill it."""
+    deadline = time.monotonic() + _EXIT_GRACE
+    while (how := _exited(pid)) is None:
+        if time.monotonic() >= deadline:
+            _kill(pid, signal.SIGKILL)
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                return "exited (someone else collected its exit status)"
+            return _describe(status)
+        time.sleep(0.001)
+    return how
+
+
+def _describe(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"
