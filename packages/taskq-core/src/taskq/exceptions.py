@@ -75,11 +75,14 @@ class Retry(TaskError):
         exc: BaseException | None = None,
         when: float | datetime | None = None,
         is_eager: bool = False,
+        sig: Any = None,
     ) -> None:
         self.message = message
         self.exc = exc
         self.when = when
         self.is_eager = is_eager
+        #: The signature that runs the task again (eager runs apply it in place).
+        self.sig = sig
         super().__init__(message or self.humanize())
 
     def humanize(self) -> str:

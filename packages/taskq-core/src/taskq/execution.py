@@ -510,6 +510,8 @@ def run_eagerly(
         message, hostname=app.nodename, delivery_info={"is_eager": True}, is_eager=True
     )
     outcome = _trace(app, task, request)
+    if isinstance(outcome.exc, Retry) and outcome.exc.sig is not None:
+        return outcome.exc.sig.apply()
     if (
         outcome.exc is not None
         and app.conf.task_eager_propagates

@@ -60,7 +60,15 @@ class Signal:
         return f"<Signal: {self.name}>"
 
     @overload
-    def connect(self, receiver: Receiver, /) -> Receiver: ...
+    def connect(
+        self,
+        receiver: Receiver,
+        /,
+        *,
+        sender: object = None,
+        weak: bool = True,
+        dispatch_uid: object = None,
+    ) -> Receiver: ...
 
     @overload
     def connect(

@@ -270,12 +270,13 @@ class Task(Generic[P, R]):
         send_options = retry_options(request, countdown=countdown, eta=eta, extra=options)
         call_args = request.args if args is None else list(args)
         call_kwargs = request.kwargs if kwargs is None else dict(kwargs)
+        sig = None
         if request.is_eager:
-            # Eager retries run inline, as in Celery; the result is the retried run's.
-            self.apply(call_args, call_kwargs, **send_options).get()
+            # Eager runs retry in place: apply() runs this signature next, as Celery does.
+            sig = self.signature(call_args, call_kwargs, **send_options)
         else:
             self.app.send_task(self.name, call_args, call_kwargs, task=self, **send_options)
-        retry = Retry(exc=exc, when=eta or countdown, is_eager=request.is_eager)
+        retry = Retry(exc=exc, when=eta or countdown, is_eager=request.is_eager, sig=sig)
         if throw:
             raise retry
         return retry
