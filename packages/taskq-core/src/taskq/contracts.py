@@ -103,7 +103,9 @@ class Transport(Protocol):
     down promptly.
     """
 
-    #: URL schemes this transport serves (``("redis", "rediss")``).
+    #: URL schemes this transport serves (``("redis", "rediss")``). Declare it with its type
+    #: (``schemes: tuple[str, ...] = ("redis",)``), or a type checker will not accept the
+    #: class as a Transport.
     schemes: tuple[str, ...]
 
     def connect(self) -> None:
@@ -132,9 +134,11 @@ class Transport(Protocol):
     def fetch(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
         """Take up to ``limit`` ready messages, waiting up to ``timeout`` seconds for the first.
 
-        Earlier queues in ``queues`` are served first; within a queue, higher priority first,
-        then FIFO. A fetched message is invisible to other consumers until acked, rejected,
-        or its visibility timeout passes (then it is delivered again, ``deliveries`` + 1).
+        Earlier queues in ``queues`` are served first; within a queue, by priority (which end
+        is highest is the broker's: the built-in transports serve the higher number first, as
+        AMQP does; Redis serves 0 first), then FIFO. A fetched message is invisible to other
+        consumers until acked, rejected, or its visibility timeout passes (then it is
+        delivered again, ``deliveries`` + 1). Bad arguments raise ValueError.
         """
         ...
 
@@ -143,7 +147,11 @@ class Transport(Protocol):
         ...
 
     def reject(self, delivery: Delivery, *, requeue: bool) -> None:
-        """Give a message back (``requeue``) or drop it."""
+        """Give a message back (``requeue``; its ``deliveries`` count is kept) or drop it.
+
+        Settling a delivery that has since gone to another consumer (its visibility timeout
+        passed) does nothing, here and in ``ack``, ``extend`` and ``dead_letter``.
+        """
         ...
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
@@ -151,15 +159,15 @@ class Transport(Protocol):
         ...
 
     def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
-        """Keep long-running deliveries invisible for ``seconds`` more (visibility timeout)."""
+        """Keep long-running deliveries invisible at least ``seconds`` from now (never shortens)."""
         ...
 
     def purge(self, queue: str) -> int:
-        """Delete every waiting message of ``queue``; returns how many."""
+        """Delete every waiting message (ready or delayed, not held by a consumer); how many."""
         ...
 
     def queue_length(self, queue: str) -> int:
-        """Messages waiting (ready or delayed) on ``queue``."""
+        """Messages waiting (ready or delayed, not held by a consumer) on ``queue``."""
         ...
 
     def broadcast(self, exchange: str, envelope: Envelope) -> None:
@@ -167,7 +175,8 @@ class Transport(Protocol):
         ...
 
     def subscribe(self, exchange: str, callback: Callable[[Envelope], None]) -> Callable[[], None]:
-        """Receive broadcasts of ``exchange``; returns a function that unsubscribes."""
+        """Receive broadcasts of ``exchange`` from now on (at most once, no replay of earlier
+        ones; live when this returns); returns a function that unsubscribes."""
         ...
 
 
@@ -217,10 +226,12 @@ class ChordPart:
 class ResultBackend(Protocol):
     """Where task states and results live.
 
-    A ``SUCCESS`` is final: :meth:`store` never overwrites it, so a task that ran twice after
-    a worker died cannot replace a good result with a late failure.
+    A ``SUCCESS`` is final: :meth:`store` never overwrites it (not even with another
+    SUCCESS), so a task that ran twice after a worker died cannot replace a good result with a
+    late failure.
     """
 
+    #: URL schemes this backend serves; declare it with its type, as for Transport.
     schemes: tuple[str, ...]
 
     def store(self, meta: ResultMeta, *, expires: float | None = None) -> None:
@@ -263,7 +274,8 @@ class ResultBackend(Protocol):
 
         Returns the metas of every part, ordered by ``group_index``, to the one caller whose
         part completed the chord, and ``None`` to everyone else, so the body runs once even
-        when a header task is delivered twice.
+        when a header task is delivered twice. Parts may arrive before ``set_chord_size``:
+        the chord completes on the part that finds both the size and every part.
         """
         ...
 
@@ -271,7 +283,8 @@ class ResultBackend(Protocol):
 
 
 #: How a pool job ended. ``done``: the target returned (its value says what happened to the
-#: task); ``lost``: the process running it died; ``timeout``: the hard time limit killed it;
+#: task); ``lost``: the process running it died, the target itself raised, or the job never
+#: started because the pool stopped; ``timeout``: the hard time limit killed it;
 #: ``terminated``: ``revoke(terminate=True)`` killed it.
 OUTCOMES = ("done", "lost", "timeout", "terminated")
 
@@ -320,7 +333,9 @@ class Pool(Protocol):
 
     Soft time limits raise ``SoftTimeLimitExceeded`` inside the task; hard limits stop it
     (prefork kills and replaces the child). Outcomes are reported through the ``on_outcome``
-    callback given to :meth:`start`, which a pool may call from its own threads.
+    callback given to :meth:`start`, exactly once per job, from the pool's own threads or
+    from the thread calling :meth:`terminate` or :meth:`stop`. ``free_slots`` drops as soon
+    as :meth:`apply` returns; ``stop(wait=True)`` returns after every outcome was reported.
     """
 
     name: str
