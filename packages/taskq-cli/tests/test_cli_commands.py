@@ -186,7 +186,7 @@ def test_result_of_a_task_that_is_not_ready(project):
 
 
 def test_result_wait_blocks_until_the_result_is_stored(project):
-    storer = threading.Timer(1.0, store, (project, ResultMeta("t3", states.SUCCESS, 42)))
+    storer = threading.Timer(0.5, store, (project, ResultMeta("t3", states.SUCCESS, 42)))
     storer.start()
     try:
         done = project.taskq("result", "t3", "--wait", "--timeout", "30")

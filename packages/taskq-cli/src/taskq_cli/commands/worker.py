@@ -20,7 +20,12 @@ __all__ = ["configure", "run"]
 
 def configure(parser: ArgumentParser) -> None:
     group = parser.add_argument_group("worker options")
-    group.add_argument("-n", "--hostname", help="node name (default: celery@<host>)")
+    group.add_argument(
+        "-n",
+        "--hostname",
+        metavar="NAME",
+        help="node name, name@host; %%h, %%n, %%d expand to the host (default: taskq@<host>)",
+    )
     group.add_argument(
         "-P", "--pool", help="solo, threads or prefork (default: the worker_pool setting)"
     )
