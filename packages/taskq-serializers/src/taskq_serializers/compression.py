@@ -247,7 +247,7 @@ class BrotliCompressor:
 
 def _zstandard():  # the zstandard module itself, typed by the package
     try:
-        import zstandard  # noqa: PLC0415 - an optional extra, imported on first use
+        import zstandard
     except ImportError as exc:
         raise ExtraNotInstalled("zstd compression", "zstandard", "zstd") from exc
     return zstandard

@@ -102,7 +102,7 @@ class EntryPointLoader(Generic[T]):
 
     def _load(self, add: Callable[[T], None]) -> None:
         # importlib.metadata costs tens of milliseconds to import: pay it only when looking.
-        from importlib.metadata import entry_points  # noqa: PLC0415
+        from importlib.metadata import entry_points
 
         for ep in entry_points(group=self.group):
             try:

@@ -18,7 +18,7 @@ __all__ = ["YAMLSerializer", "YAML_SERIALIZER"]
 
 def _pyyaml():  # the yaml module itself, typed by its stubs
     try:
-        import yaml  # noqa: PLC0415 - an optional extra, imported on first use
+        import yaml
     except ImportError as exc:
         raise ExtraNotInstalled("the yaml serializer", "PyYAML", "yaml") from exc
     return yaml
