@@ -1,0 +1,543 @@
+"""The consumer: the one thread that owns a worker's bookkeeping.
+
+Everything that changes what the worker holds happens here, in order: deliveries from the
+fetcher, outcomes from the pool (which may report from its own threads), remote control
+requests (which arrive on the transport's thread). Each hands its event to a queue this
+thread blocks on, so there are no locks around the state and no busy waiting: the thread
+sleeps until an event comes or a timer (a rate-limited task's token, the shutdown deadline)
+is due.
+
+A delivery is checked on receipt, cheapest check first: delivered too often, undecodable or
+unknown (dead letters, with the reason); revoked or expired (REVOKED, acked); an ETA still in
+the future (back to the broker, which holds delayed messages); then it waits for its rate
+limit and a free pool slot. Acknowledgements are collected and sent in one call per round.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from taskq import signals
+from taskq.contracts import Delivery, JobOutcome, Pool, PoolJob, Transport, TransportError
+from taskq.contracts import dead_letter_queue as dlq_of
+from taskq.exceptions import TimeLimitExceeded, WorkerLostError
+from taskq.execution import ACK, DEAD_LETTER, REQUEUE, Execution, mark_failed, mark_revoked
+from taskq.rates import parse_rate
+from taskq_protocol import TaskMessage
+from taskq_protocol.message import safe_repr
+from taskq_worker.decoding import Decoder, Undeliverable
+from taskq_worker.fetcher import Holdings
+from taskq_worker.jobs import Job, Policy
+from taskq_worker.ratelimit import RateLimits
+from taskq_worker.revoked import RevokedIds
+from taskq_worker.settings import WorkerSettings
+from taskq_worker.target import run_task
+
+if TYPE_CHECKING:
+    from taskq.app import TaskQ
+    from taskq.task import Task
+
+__all__ = ["Consumer", "ETA_TOLERANCE"]
+
+logger = logging.getLogger(__name__)
+
+#: An ETA less than this far ahead runs now: a clock difference between machines, not a delay.
+ETA_TOLERANCE = 1.0
+
+# Event kinds on the consumer's queue.
+_DELIVERIES, _OUTCOME, _CONTROL, _WAKE = range(4)
+
+
+class Consumer:
+    """Receives, dispatches and settles the tasks of one worker (see the module docstring).
+
+    ``deliver``, ``on_outcome``, ``on_control`` and ``stop`` may be called from any thread;
+    everything else runs on the thread that calls :meth:`run`.
+    """
+
+    def __init__(
+        self,
+        app: TaskQ,
+        *,
+        transport: Transport,
+        pool: Pool,
+        settings: WorkerSettings,
+        holdings: Holdings,
+        hostname: str,
+        key: int,
+        control: Callable[[Consumer, Any], None],
+    ) -> None:
+        self.app = app
+        self.transport = transport
+        self.pool = pool
+        self.settings = settings
+        self.holdings = holdings
+        self.hostname = hostname
+        self.key = key
+        self._control = control
+        self.decoder = Decoder(app.conf.accept_content)
+        self.revoked = RevokedIds()
+        self.limits: RateLimits | None = (
+            None if settings.disable_rate_limits else RateLimits(self._rate_of)
+        )
+        self.ready: deque[Job] = deque()
+        self.running: dict[str, Job] = {}
+        #: Jobs whose task id is running already, started when that run ends.
+        self._parked: dict[str, list[Job]] = {}
+        self.totals: dict[str, int] = {}
+        self._policies: dict[str, Policy] = {}
+        self._acks: list[Delivery] = []
+        self._events: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        self.started_at = time.monotonic()
+        # Set by stop() from any thread; plain attribute writes are atomic.
+        self.stopping = False
+        self.cold = False
+        self._deadline: float | None = None
+        #: True while the pool's apply() runs on this thread (the solo pool runs tasks there).
+        self.applying = False
+
+    # -- from any thread ---------------------------------------------------------------------
+
+    def deliver(self, deliveries: list[Delivery]) -> None:
+        self._events.put((_DELIVERIES, deliveries))
+
+    def on_outcome(self, outcome: JobOutcome) -> None:
+        self._events.put((_OUTCOME, outcome))
+
+    def on_control(self, envelope: Any) -> None:
+        self._events.put((_CONTROL, envelope))
+
+    def stop(self, *, cold: bool = False) -> None:
+        """Stop taking work; ``cold``: also stop waiting for running tasks."""
+        self.stopping = True
+        if cold:
+            self.cold = True
+        self._events.put((_WAKE, None))
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume until stopped: warm, once running tasks are settled; cold, at once."""
+        events = self._events
+        while True:
+            timeout = self._timeout()
+            try:
+                event = events.get(timeout=timeout) if timeout != 0.0 else events.get_nowait()
+            except queue.Empty:
+                event = None
+            while event is not None and not self.cold:
+                self._handle(event)
+                try:
+                    event = events.get_nowait()
+                except queue.Empty:
+                    event = None
+            if self.cold:
+                break
+            limits = self.limits
+            if limits and not self.stopping:
+                self.ready.extend(limits.release(time.monotonic()))
+            self._dispatch()
+            self.flush()
+            if self.stopping and self._finished():
+                break
+        self.flush()
+
+    def _timeout(self) -> float | None:
+        """Seconds until the next timer is due (None: wait for an event)."""
+        due: float | None = None
+        if self.stopping:
+            if self._deadline is None and self.settings.shutdown_timeout is not None:
+                self._deadline = time.monotonic() + self.settings.shutdown_timeout
+            due = self._deadline
+        elif self.limits:
+            due = self.limits.next_due()
+        if due is None:
+            return None
+        return max(due - time.monotonic(), 0.0)
+
+    def _finished(self) -> bool:
+        if not self.running:
+            return True
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            logger.warning(
+                "worker_shutdown_timeout (%gs) passed with %d tasks running: stopping them",
+                self.settings.shutdown_timeout,
+                len(self.running),
+            )
+            self.cold = True
+            return True
+        return False
+
+    def _handle(self, event: tuple[int, Any]) -> None:
+        kind, payload = event
+        if kind == _DELIVERIES:
+            for delivery in payload:
+                self._receive(delivery)
+        elif kind == _OUTCOME:
+            self._finish(payload)
+        elif kind == _CONTROL:
+            self._control(self, payload)
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _receive(self, delivery: Delivery) -> None:
+        if self.stopping:
+            return  # left unacked: closing the transport gives it back to its queue
+        if delivery.deliveries > self.settings.max_deliveries:
+            self._refuse(
+                delivery,
+                f"delivered {delivery.deliveries} times, more than worker_max_deliveries "
+                f"({self.settings.max_deliveries}): it may be killing its worker",
+            )
+            return
+        try:
+            message = self.decoder.decode(delivery)
+        except Undeliverable as exc:
+            self._refuse(delivery, str(exc))
+            return
+        task = self.app.tasks.get(message.name)
+        if task is None:
+            signals.task_unknown.send(
+                sender=None, name=message.name, id=message.id, message=message
+            )
+            self._refuse(
+                delivery, f"unknown task {message.name!r}: it is not registered in this worker"
+            )
+            return
+        if message.id in self.revoked:
+            self._drop_revoked(delivery, message, "revoked")
+            return
+        headers = message.headers
+        if headers.expires is not None and _utc(headers.expires) <= datetime.now(timezone.utc):
+            self._drop_revoked(delivery, message, "expired")
+            return
+        if headers.eta is not None:
+            eta = _utc(headers.eta).timestamp()
+            if eta > time.time() + ETA_TOLERANCE:
+                self._postpone(delivery, message, eta)
+                return
+        envelope = delivery.envelope
+        job = Job(
+            delivery,
+            message,
+            self._policy(task),
+            time.time(),
+            delivery_info={
+                "exchange": envelope.exchange,
+                "routing_key": envelope.routing_key or delivery.queue,
+                "queue": delivery.queue,
+                "priority": envelope.priority,
+                "redelivered": delivery.redelivered,
+            },
+        )
+        if signals.task_received.receivers:
+            signals.task_received.send(sender=self, request=job.info(self.hostname))
+        logger.info("Task %s[%s] received", message.name, message.id)
+        limits = self.limits
+        if limits is None or limits.admit(job, time.monotonic()):
+            self.ready.append(job)
+
+    def _refuse(self, delivery: Delivery, reason: str) -> None:
+        """Dead-letter a delivery that never became a job."""
+        self._dead_letter(delivery, reason, _label(delivery))
+        self.holdings.done()
+
+    def _drop_revoked(self, delivery: Delivery, message: TaskMessage, reason: str) -> None:
+        logger.info("Discarding %s task: %s[%s]", reason, message.name, message.id)
+        self._record(mark_revoked, message, reason)
+        self._acks.append(delivery)
+        self.holdings.done()
+
+    def _postpone(self, delivery: Delivery, message: TaskMessage, eta: float) -> None:
+        """An ETA still ahead: give the message to the broker to hold, not to this worker."""
+        try:
+            self.transport.publish(delivery.queue, delivery.envelope, eta=eta)
+        except TransportError as exc:
+            logger.error(
+                "Task %s[%s] has an ETA ahead but could not be sent back to the broker (%s); "
+                "it returns after the visibility timeout",
+                message.name,
+                message.id,
+                exc,
+            )
+            self.holdings.settled((delivery,))
+        else:
+            logger.info(
+                "Task %s[%s] has an ETA %.1fs ahead: sent back to the broker to wait there",
+                message.name,
+                message.id,
+                eta - time.time(),
+            )
+            self._acks.append(delivery)
+        self.holdings.done()
+
+    # -- dispatching -------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        ready, running, pool = self.ready, self.running, self.pool
+        while ready and not self.stopping:
+            free = pool.free_slots
+            if free <= 0:
+                return
+            batch: list[Job] = []
+            while ready and len(batch) < free:
+                job = ready.popleft()
+                if job.id in running:
+                    self._parked.setdefault(job.id, []).append(job)
+                    continue
+                running[job.id] = job
+                batch.append(job)
+            early = [job.delivery for job in batch if not job.policy.acks_late]
+            if early:
+                # Acknowledged before the task runs: acks_late is off for these tasks.
+                self._ack_now(early)
+                for job in batch:
+                    job.acked = not job.policy.acks_late
+            for job in batch:
+                self._start(job)
+
+    def _start(self, job: Job) -> None:
+        hard, soft = job.limits()
+        job.started = time.time()
+        self.totals[job.name] = self.totals.get(job.name, 0) + 1
+        self.applying = True
+        try:
+            self.pool.apply(
+                PoolJob(job.id, run_task, (self.key, job.message, job.delivery_info), soft, hard)
+            )
+        finally:
+            self.applying = False
+
+    # -- settling ----------------------------------------------------------------------------
+
+    def _finish(self, outcome: JobOutcome) -> None:
+        job = self.running.pop(outcome.task_id, None)
+        if job is None:
+            logger.warning(
+                "The pool reported %r for task %s, which is not running",
+                outcome.outcome,
+                outcome.task_id,
+            )
+            return
+        self.holdings.done()
+        parked = self._parked.pop(job.id, None)
+        if parked:
+            self.ready.extendleft(reversed(parked))
+        kind = outcome.outcome
+        if kind == "done":
+            value = outcome.value
+            if isinstance(value, Execution):
+                self._settle(job, value.settle, value.reason)
+            else:
+                logger.error(
+                    "Task %s[%s]: the pool returned %s instead of an execution",
+                    job.name,
+                    job.id,
+                    safe_repr(value, 256),
+                )
+                self._settle(job, DEAD_LETTER, f"internal error: {safe_repr(value, 256)}")
+        elif kind == "lost":
+            self._lost(job, outcome.value)
+        elif kind == "timeout":
+            self._timed_out(job)
+        elif kind == "terminated":
+            logger.warning("Task %s[%s] terminated", job.name, job.id)
+            self._record(
+                mark_revoked,
+                job.message,
+                "terminated",
+                terminated=True,
+                signum=job.terminate_signal,
+            )
+            self._settle(job, ACK, None)
+        else:
+            logger.error("Task %s[%s]: unknown pool outcome %r", job.name, job.id, kind)
+            self._settle(job, DEAD_LETTER, f"internal error: unknown pool outcome {kind!r}")
+
+    def _lost(self, job: Job, detail: object) -> None:
+        policy = job.policy
+        logger.error(
+            "Task %s[%s]: the process running it died (%s)", job.name, job.id, detail or "?"
+        )
+        if policy.reject_on_worker_lost and not job.acked:
+            logger.warning("Task %s[%s] requeued (reject_on_worker_lost)", job.name, job.id)
+            self._settle(job, REQUEUE, None)
+            return
+        error = WorkerLostError(f"Worker exited prematurely: {detail or 'unknown cause'}")
+        self._record(mark_failed, job.message, error)
+        self._after_failure(job, error)
+
+    def _timed_out(self, job: Job) -> None:
+        hard, _ = job.limits()
+        logger.error("Hard time limit (%ss) exceeded for %s[%s]", hard, job.name, job.id)
+        error = TimeLimitExceeded(hard)
+        self._record(mark_failed, job.message, error)
+        self._after_failure(job, error)
+
+    def _after_failure(self, job: Job, error: Exception) -> None:
+        if job.policy.acks_on_failure_or_timeout:
+            self._settle(job, ACK, None)
+        else:
+            self._settle(job, DEAD_LETTER, f"task failed: {error!r}")
+
+    def _settle(self, job: Job, how: str, reason: str | None) -> None:
+        if job.acked:
+            if how != ACK:
+                logger.warning(
+                    "Task %s[%s] asked to %s (%s), but its message was acknowledged before it "
+                    "ran (acks_late is off)",
+                    job.name,
+                    job.id,
+                    how.replace("_", "-"),
+                    reason,
+                )
+            return
+        job.acked = True
+        if how == ACK:
+            self._acks.append(job.delivery)
+        elif how == REQUEUE:
+            try:
+                self.transport.reject(job.delivery, requeue=True)
+            except TransportError as exc:
+                logger.error("Could not requeue %s[%s]: %s", job.name, job.id, exc)
+            self.holdings.settled((job.delivery,))
+        else:
+            self._dead_letter(job.delivery, reason or "rejected", f"Task {job.name}[{job.id}]")
+
+    def _dead_letter(self, delivery: Delivery, reason: str, label: str) -> None:
+        logger.error("%s moved to dead-letter queue %s: %s", label, dlq_of(delivery.queue), reason)
+        try:
+            self.transport.dead_letter(delivery, reason)
+        except TransportError as exc:
+            logger.error("Could not dead-letter %s: %s", label, exc)
+        self.holdings.settled((delivery,))
+
+    def _ack_now(self, deliveries: list[Delivery]) -> None:
+        try:
+            self.transport.ack(deliveries)
+        except TransportError as exc:
+            logger.error("Could not acknowledge %d messages: %s", len(deliveries), exc)
+        self.holdings.settled(deliveries)
+
+    def flush(self) -> None:
+        """Send the acknowledgements collected this round, in one call."""
+        if self._acks:
+            acks, self._acks = self._acks, []
+            self._ack_now(acks)
+
+    def _record(
+        self, mark: Callable[..., None], message: TaskMessage, *args: Any, **kw: Any
+    ) -> None:
+        """Store a state the task could not store itself; a failure is logged, not raised."""
+        try:
+            mark(self.app, message, *args, hostname=self.hostname, **kw)
+        except Exception:
+            logger.exception("Could not record the state of %s[%s]", message.name, message.id)
+
+    # -- per task type -----------------------------------------------------------------------
+
+    def _policy(self, task: Task[Any, Any]) -> Policy:
+        policy = self._policies.get(task.name)
+        if policy is None:
+            conf, settings = self.app.conf, self.settings
+            policy = self._policies[task.name] = Policy(
+                acks_late=_first(task.acks_late, conf.task_acks_late),
+                acks_on_failure_or_timeout=_first(
+                    task.acks_on_failure_or_timeout, conf.task_acks_on_failure_or_timeout
+                ),
+                reject_on_worker_lost=bool(
+                    _first(task.reject_on_worker_lost, conf.task_reject_on_worker_lost)
+                ),
+                time_limit=_first(task.time_limit, settings.time_limit),
+                soft_time_limit=_first(task.soft_time_limit, settings.soft_time_limit),
+                throws=tuple(task.throws),
+            )
+        return policy
+
+    def _rate_of(self, name: str) -> float | None:
+        task = self.app.tasks.get(name)
+        rate = task.rate_limit if task is not None else None
+        if rate is None:
+            rate = self.app.conf.task_default_rate_limit
+        return parse_rate(rate)
+
+    # -- for remote control ------------------------------------------------------------------
+
+    def revoke(self, task_ids: list[str], *, terminate: bool, signum: int | None) -> list[str]:
+        """Remember the ids, drop their waiting messages, and with ``terminate`` stop their
+        running tasks. Returns the ids that were running and were signalled."""
+        self.revoked.add(task_ids)
+        wanted = set(task_ids)
+        dropped = [job for job in self.ready if job.id in wanted]
+        if dropped:
+            self.ready = deque(job for job in self.ready if job.id not in wanted)
+        if self.limits:
+            dropped += self.limits.remove(lambda job: job.id not in wanted)
+        for task_id in wanted & set(self._parked):
+            dropped += self._parked.pop(task_id)
+        for job in dropped:
+            self._drop_revoked(job.delivery, job.message, "revoked")
+        if not terminate:
+            return []
+        signalled: list[str] = []
+        for task_id in task_ids:
+            job = self.running.get(task_id)
+            if job is not None and self.pool.terminate(task_id, signum):
+                job.terminate_signal = signum
+                signalled.append(task_id)
+        return signalled
+
+    def set_rate_limit(self, name: str, rate: float | None) -> bool:
+        """False when rate limits are disabled in this worker."""
+        if self.limits is None:
+            return False
+        self.limits.set_rate(name, rate)
+        return True
+
+    def waiting(self) -> list[Job]:
+        """Jobs received and not started: ready, rate-limited and parked ones."""
+        jobs = list(self.ready)
+        if self.limits:
+            jobs += list(self.limits)
+        for parked in self._parked.values():
+            jobs += parked
+        return jobs
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "clock": "0",
+            "uptime": int(time.monotonic() - self.started_at),
+            "total": dict(self.totals),
+            "pool": {
+                "implementation": self.pool.name,
+                "max-concurrency": self.settings.concurrency,
+                "free-slots": self.pool.free_slots,
+            },
+            "prefetch_count": self.settings.prefetch_limit,
+            "held": self.holdings.count,
+        }
+
+
+def _first(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def _label(delivery: Delivery) -> str:
+    """How a log line names a delivery that may not be decodable."""
+    headers = delivery.envelope.headers
+    name, task_id = headers.get("task"), headers.get("id")
+    if isinstance(name, str) and isinstance(task_id, str):
+        return f"Task {name}[{task_id}]"
+    return f"Message {delivery.tag} from {delivery.queue!r}"

@@ -1,0 +1,153 @@
+"""The thread that takes messages from the broker, as many as the worker has room for.
+
+It blocks in :meth:`Transport.fetch` (the transport waits efficiently: a blocking pop, a
+condition, a backed-off poll), never in a busy loop, and asks for at most the free part of the
+prefetch, so the worker never holds more than it can start soon. It also keeps the worker's
+unacknowledged deliveries invisible to other consumers while they wait and run
+(:meth:`Transport.extend`), so a task longer than the visibility timeout is not delivered
+twice. It is its own thread because the solo pool runs tasks on the consumer thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from taskq.contracts import Delivery, Transport, TransportError
+from taskq_worker.connection import Backoff
+
+__all__ = ["Holdings", "Fetcher"]
+
+logger = logging.getLogger(__name__)
+
+
+class Holdings:
+    """What the worker holds, shared by the fetcher and the consumer thread.
+
+    ``count`` is the number of tasks in the worker (waiting or running), bounded by ``limit``;
+    ``unacked`` the deliveries not yet settled with the broker, which the fetcher extends.
+    They differ for early-acked tasks, which still occupy the worker while they run.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._cond = threading.Condition(threading.Lock())
+        self._count = 0
+        self._unacked: dict[str, Delivery] = {}
+        self.closed = False
+
+    def wait_for_room(self, timeout: float) -> int:
+        """How many more the worker can take, waiting up to ``timeout`` for room; 0 if none
+        came or the holdings were closed."""
+        with self._cond:
+            if not self.closed and self._count >= self.limit and timeout > 0:
+                self._cond.wait(timeout)
+            return 0 if self.closed else max(self.limit - self._count, 0)
+
+    def taken(self, deliveries: Sequence[Delivery]) -> None:
+        with self._cond:
+            self._count += len(deliveries)
+            for delivery in deliveries:
+                self._unacked[delivery.tag] = delivery
+
+    def settled(self, deliveries: Iterable[Delivery]) -> None:
+        """The broker knows the fate of these deliveries: stop extending them."""
+        with self._cond:
+            for delivery in deliveries:
+                self._unacked.pop(delivery.tag, None)
+
+    def done(self, count: int = 1) -> None:
+        """Tasks left the worker: room for as many new ones."""
+        with self._cond:
+            self._count -= count
+            self._cond.notify()
+
+    def pause(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, waking early when the holdings close or free up."""
+        with self._cond:
+            if not self.closed:
+                self._cond.wait(seconds)
+
+    def unacked(self) -> list[Delivery]:
+        with self._cond:
+            return list(self._unacked.values())
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+class Fetcher(threading.Thread):
+    """Fetches into ``deliver`` until the holdings close; extends held deliveries meanwhile.
+
+    ``extend_every`` seconds it pushes every unacked delivery's visibility out by
+    ``visibility_timeout``. A broker error is logged and retried with backoff; with
+    ``retry=False`` it calls ``on_lost`` once and ends instead.
+    """
+
+    #: The longest one fetch blocks, which bounds how long a stopping worker waits for it.
+    wait = 0.5
+
+    def __init__(
+        self,
+        transport: Transport,
+        queues: Sequence[str],
+        holdings: Holdings,
+        deliver: Callable[[list[Delivery]], None],
+        *,
+        visibility_timeout: float,
+        retry: bool,
+        on_lost: Callable[[TransportError], None],
+    ) -> None:
+        super().__init__(name="taskq-fetcher", daemon=True)
+        self.transport = transport
+        self.queues = list(queues)
+        self.holdings = holdings
+        self.deliver = deliver
+        self.visibility_timeout = visibility_timeout
+        self.extend_every = visibility_timeout / 2
+        self.retry = retry
+        self.on_lost = on_lost
+
+    def run(self) -> None:
+        holdings = self.holdings
+        backoff = Backoff()
+        next_extend = time.monotonic() + self.extend_every
+        while not holdings.closed:
+            try:
+                if time.monotonic() >= next_extend:
+                    self._extend()
+                    next_extend = time.monotonic() + self.extend_every
+                room = holdings.wait_for_room(self._until(next_extend))
+                if room <= 0:
+                    continue
+                batch = self.transport.fetch(self.queues, room, self._until(next_extend))
+                backoff.reset()
+            except TransportError as exc:
+                if not self.retry:
+                    logger.critical("Lost the broker and broker_connection_retry is off: %s", exc)
+                    self.on_lost(exc)
+                    return
+                delay = backoff.next()
+                logger.error("Broker error: %s. Trying again in %.2f seconds...", exc, delay)
+                holdings.pause(delay)
+                continue
+            if batch:
+                holdings.taken(batch)
+                self.deliver(batch)
+
+    def _until(self, next_extend: float) -> float:
+        """How long one wait may last: ``wait``, but never past the next extension."""
+        return max(min(self.wait, next_extend - time.monotonic()), 0.0)
+
+    def _extend(self) -> None:
+        held = self.holdings.unacked()
+        if held:
+            self.transport.extend(held, self.visibility_timeout)
