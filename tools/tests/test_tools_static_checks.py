@@ -49,3 +49,17 @@ def test_codec_benchmark_runs_and_compares_both_sides() -> None:
     }
     assert all(r["taskq"] > 0 and r["kombu"] > 0 for r in rows)
     assert "taskq/kombu" in codec.report(rows)
+
+
+@pytest.mark.slow
+def test_sqlite_benchmark_runs_a_real_worker() -> None:
+    sys.path.insert(0, str(REPO_ROOT / "tools" / "bench"))
+    try:
+        import sqlite
+    finally:
+        sys.path.remove(str(REPO_ROOT / "tools" / "bench"))
+    result = sqlite.run(tasks=200, latency_calls=20, pool="solo")
+    assert result["consume_per_s"] > 0
+    assert result["late_results_after_drain"] >= 0
+    assert 0 < result["latency_ms_p50"] <= result["latency_ms_p99"]
+    assert "round trip" in sqlite.report(result)
