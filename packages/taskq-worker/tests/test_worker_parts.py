@@ -49,8 +49,8 @@ def test_node_name(given: str | None, expected: str) -> None:
 @pytest.mark.parametrize(
     ("url", "masked"),
     [
-        ("redis://:secret@localhost:6379/0", "redis://:**@localhost:6379/0"),
-        ("amqp://guest:guest@rabbit//", "amqp://guest:**@rabbit//"),
+        ("redis://:secret@localhost:6379/0", "redis://:****@localhost:6379/0"),
+        ("amqp://guest:guest@rabbit//", "amqp://guest:****@rabbit//"),
         ("redis://localhost:6379/0", "redis://localhost:6379/0"),
         ("sqlite:///taskq.sqlite3", "sqlite:///taskq.sqlite3"),
     ],

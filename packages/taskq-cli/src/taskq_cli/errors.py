@@ -1,9 +1,9 @@
 # pyright: strict
-"""The failures the command reports in one line, and how URLs are shown in them."""
+"""The failures the command reports in one line (URLs in them masked with ``mask_url``)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from taskq.urls import mask_url
 
 __all__ = ["CommandError", "mask_url"]
 
@@ -14,24 +14,3 @@ class CommandError(Exception):
     The exception it was raised from (``raise CommandError(...) from exc``) is kept for
     ``--debug``, which prints the whole chain; without it the user sees only the message.
     """
-
-
-def mask_url(url: str) -> str:
-    """``redis://:secret@host:6379/0`` → ``redis://:****@host:6379/0``, for error messages.
-
-    Several URLs joined by ``;`` (Sentinel, failover lists) are masked one by one. Anything
-    that does not parse as a URL is shown as it is: it has no password part to hide.
-    """
-    return ";".join(_mask_one(part) for part in url.split(";"))
-
-
-def _mask_one(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    credentials, _, host = parts.netloc.rpartition("@")
-    user = credentials.partition(":")[0]
-    return parts._replace(netloc=f"{user}:****@{host}").geturl()

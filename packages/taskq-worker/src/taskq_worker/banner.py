@@ -1,6 +1,6 @@
 """The few lines a worker prints at start: who it is, what it talks to, what it runs.
 
-Passwords in URLs are masked (``redis://:**@host``), so the banner can be pasted into a ticket.
+Passwords in URLs are masked (``redis://:****@host``), so the banner can be pasted into a ticket.
 With no broker configured it says plainly where the embedded SQLite file is, because a worker
 and a client started in different directories would otherwise never meet.
 """
@@ -9,21 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from urllib.parse import urlsplit, urlunsplit
+
+from taskq.urls import mask_url
 
 __all__ = ["mask_url", "banner"]
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``**``; anything unparsable is returned as is."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:**@{host}"))
 
 
 def banner(
