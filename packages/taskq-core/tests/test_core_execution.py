@@ -275,3 +275,25 @@ def test_eager_apply_and_always_eager(app: TaskQ) -> None:
     app.conf.task_eager_propagates = True
     with pytest.raises(ValueError, match="eager"):
         boom.delay()
+
+
+def test_a_pool_stop_is_left_to_the_pool_but_eager_runs_record_it(app: TaskQ, take: Any) -> None:
+    from taskq.exceptions import TimeLimitExceeded
+
+    errbacks: list[str] = []
+
+    @app.task
+    def stopped() -> None:
+        raise TimeLimitExceeded("hard limit")  # as the threads/solo pools raise it
+
+    @app.task
+    def errback(task_id: str) -> None:
+        errbacks.append(task_id)
+
+    sent = stopped.apply_async(link_error=errback.s())
+    with pytest.raises(TimeLimitExceeded):
+        run(app, take)  # the pool reports the timeout; the worker records it once
+    assert app.backend.get(sent.id) is None
+    assert app.transport.queue_length("celery") == 0  # no errback sent twice
+    eager = stopped.apply()
+    assert eager.state == states.FAILURE

@@ -194,10 +194,6 @@ def test_revoke_with_terminate_stops_a_running_task(served: Served) -> None:
 #: worker, told by the pool the job timed out or was terminated, records the task again
 #: (taskq.execution.mark_failed / mark_revoked). The prefork pool kills the child first, so only
 #: the worker records it.
-TRACED_TWICE = (
-    "the tracer (taskq.execution._run) handles the pool's TimeLimitExceeded/TaskRevokedError "
-    "as a task failure, then the consumer records the timeout/termination again"
-)
 
 
 def _settled(served: Served) -> None:
@@ -207,11 +203,7 @@ def _settled(served: Served) -> None:
         assert served.send("run", name, 0.2).get(timeout=TIMEOUT) == name
 
 
-def test_a_task_past_its_hard_limit_runs_its_errback_once(
-    served: Served, request: pytest.FixtureRequest
-) -> None:
-    if served.pool in ("solo", "threads"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=TRACED_TWICE))
+def test_a_task_past_its_hard_limit_runs_its_errback_once(served: Served) -> None:
     errback = signature("e2e.errback", app=served.client)
     result = served.send("hard_limited", label(), link_error=errback)
     assert isinstance(result.get(timeout=TIMEOUT, propagate=False), TimeLimitExceeded)
@@ -220,13 +212,9 @@ def test_a_task_past_its_hard_limit_runs_its_errback_once(
     assert len(runs(served.directory, result.id)) == 1
 
 
-def test_a_terminated_task_runs_no_errback(served: Served, request: pytest.FixtureRequest) -> None:
+def test_a_terminated_task_runs_no_errback(served: Served) -> None:
     if served.pool == "solo":
         pytest.skip("the solo pool cannot terminate a task")
-    if served.pool == "threads":
-        # And its result is FAILURE (TaskRevokedError) before it becomes REVOKED: a client
-        # that sees the FAILURE keeps it.
-        request.applymarker(pytest.mark.xfail(strict=True, reason=TRACED_TWICE))
     errback = signature("e2e.errback", app=served.client)
     name = label()
     result = served.send("run", name, 30.0, link_error=errback)

@@ -22,7 +22,14 @@ from taskq import signals
 from taskq.canvas import Signature, maybe_signature
 from taskq.context import Request, pop_request, push_request
 from taskq.contracts import ChordPart
-from taskq.exceptions import ChordError, Ignore, Reject, Retry, TaskRevokedError
+from taskq.exceptions import (
+    ChordError,
+    Ignore,
+    Reject,
+    Retry,
+    TaskRevokedError,
+    TimeLimitExceeded,
+)
 from taskq_protocol import ResultMeta, ResultRef, TaskMessage, exception_to_dict, states
 from taskq_serializers import SerializationError
 
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
     from taskq.task import Task
 
 __all__ = [
+    "STOPPED_BY_POOL",
     "Execution",
     "execute",
     "mark_failed",
@@ -43,6 +51,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("taskq.task")
+
+#: Exceptions a pool raises inside a running task to stop it; they end the run without a
+#: result, because the pool reports the stop and the worker records it.
+STOPPED_BY_POOL = (TimeLimitExceeded, TaskRevokedError)
 
 #: How the worker should settle the message after an execution.
 ACK, REQUEUE, DEAD_LETTER = "ack", "requeue", "dead_letter"
@@ -197,6 +209,13 @@ def _run(app: TaskQ, task: Task[Any, Any], request: Request) -> _Outcome:
     try:
         task.before_start(task_id, args, kwargs)
         retval = task(*args, **kwargs)
+    except STOPPED_BY_POOL as exc:
+        if request.is_eager:  # no pool: the task raised it itself, a failure like any other
+            return _on_failure(app, task, request, exc)
+        # The pool raised this in the task to stop it (hard time limit, revoke with terminate):
+        # it reports the job as timed out or terminated, and the worker records that once.
+        # Handling it here as well would store it twice and run errbacks twice.
+        raise
     except Retry as retry:
         return _on_retry(app, task, request, retry)
     except Ignore:

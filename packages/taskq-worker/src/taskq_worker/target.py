@@ -13,7 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from taskq import signals
-from taskq.execution import DEAD_LETTER, Execution, execute
+from taskq.execution import DEAD_LETTER, STOPPED_BY_POOL, Execution, execute
 from taskq_protocol import TaskMessage, states
 from taskq_protocol.message import safe_repr
 from taskq_worker import tasklog
@@ -53,6 +53,8 @@ def run_task(key: int, message: TaskMessage, delivery_info: dict[str, Any]) -> E
         ) from None
     try:
         execution = execute(app, message, hostname=hostname, delivery_info=delivery_info)
+    except STOPPED_BY_POOL:
+        raise  # the pool stopped the task; it reports the timeout or termination itself
     except Exception as exc:
         # The task's outcome could not be stored, chained or signalled: not the task's fault,
         # and not safe to ack silently, so the message goes to the dead letters.
