@@ -273,6 +273,7 @@ def test_task_logger_lines_carry_the_running_task() -> None:
     handler = Keep()
     logger.addHandler(handler)
     logger.propagate = False
+    logger.setLevel(logging.DEBUG)  # whatever other tests left on the root logger
     try:
         push_request(Request(id="abc", task="proj.add"))
         try:
@@ -283,6 +284,7 @@ def test_task_logger_lines_carry_the_running_task() -> None:
         logging.getLogger("tests.worker.plain").warning("plain")
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
     assert [formatter.format(r) for r in records] == ["proj.add[abc]: inside", "???[???]: outside"]
     plain = logging.LogRecord("x", logging.INFO, __file__, 1, "plain", None, None)
     assert formatter.format(plain) == "plain"

@@ -143,8 +143,12 @@ def test_lifecycle_signals_fire_in_order() -> None:
     app = memory_app()
     seen: list[str] = []
 
-    def record(signal: object = None, **_: object) -> None:
+    received: list[object] = []
+
+    def record(signal: object = None, request: object = None, **_: object) -> None:
         seen.append(getattr(signal, "name", "?"))
+        if request is not None:
+            received.append(getattr(request, "id", None))
 
     hooks = [
         signals.worker_init,
@@ -162,7 +166,8 @@ def test_lifecycle_signals_fire_in_order() -> None:
             return None
 
         worker = RunningWorker(app, pool="solo").start()
-        noop.delay().get(timeout=5)
+        result = noop.delay()
+        result.get(timeout=5)
         worker.stop()
     finally:
         for hook in hooks:
@@ -174,3 +179,4 @@ def test_lifecycle_signals_fire_in_order() -> None:
         "worker_shutting_down",
         "worker_shutdown",
     ]
+    assert received == [result.id], "task_received carries the request"

@@ -28,7 +28,15 @@ from taskq import signals
 from taskq.contracts import Delivery, JobOutcome, Pool, PoolJob, Transport, TransportError
 from taskq.contracts import dead_letter_queue as dlq_of
 from taskq.exceptions import TimeLimitExceeded, WorkerLostError
-from taskq.execution import ACK, DEAD_LETTER, REQUEUE, Execution, mark_failed, mark_revoked
+from taskq.execution import (
+    ACK,
+    DEAD_LETTER,
+    REQUEUE,
+    Execution,
+    mark_failed,
+    mark_revoked,
+    request_from,
+)
 from taskq.rates import parse_rate
 from taskq_protocol import TaskMessage
 from taskq_protocol.message import safe_repr
@@ -44,12 +52,14 @@ if TYPE_CHECKING:
     from taskq.app import TaskQ
     from taskq.task import Task
 
-__all__ = ["Consumer", "ETA_TOLERANCE"]
+__all__ = ["Consumer", "ETA_TOLERANCE", "SLOT_POLL"]
 
 logger = logging.getLogger(__name__)
 
 #: An ETA less than this far ahead runs now: a clock difference between machines, not a delay.
 ETA_TOLERANCE = 1.0
+#: How often to look for a free pool slot while jobs wait and the pool is short of processes.
+SLOT_POLL = 0.05
 
 # Event kinds on the consumer's queue.
 _DELIVERIES, _OUTCOME, _CONTROL, _WAKE = range(4)
@@ -109,6 +119,10 @@ class Consumer:
         self._events.put((_DELIVERIES, deliveries))
 
     def on_outcome(self, outcome: JobOutcome) -> None:
+        # Room for the next message at once, not when this thread gets to the outcome: the
+        # fetcher then fetches while the pool runs what is already here (with the solo pool,
+        # this thread is the one running it).
+        self.holdings.done()
         self._events.put((_OUTCOME, outcome))
 
     def on_control(self, envelope: Any) -> None:
@@ -151,16 +165,21 @@ class Consumer:
 
     def _timeout(self) -> float | None:
         """Seconds until the next timer is due (None: wait for an event)."""
-        due: float | None = None
         if self.stopping:
             if self._deadline is None and self.settings.shutdown_timeout is not None:
                 self._deadline = time.monotonic() + self.settings.shutdown_timeout
             due = self._deadline
-        elif self.limits:
+            return None if due is None else max(due - time.monotonic(), 0.0)
+        waits: list[float] = []
+        if self.limits:
             due = self.limits.next_due()
-        if due is None:
-            return None
-        return max(due - time.monotonic(), 0.0)
+            if due is not None:
+                waits.append(max(due - time.monotonic(), 0.0))
+        if self.ready and len(self.running) < self.settings.concurrency:
+            # Jobs wait for a slot that no running job holds: the pool is replacing a process
+            # and says nothing when it is back, so look again shortly.
+            waits.append(SLOT_POLL)
+        return min(waits) if waits else None
 
     def _finished(self) -> bool:
         if not self.running:
@@ -238,7 +257,10 @@ class Consumer:
             },
         )
         if signals.task_received.receivers:
-            signals.task_received.send(sender=self, request=job.info(self.hostname))
+            request = request_from(
+                message, hostname=self.hostname, delivery_info=job.delivery_info, is_eager=False
+            )
+            signals.task_received.send(sender=self, request=request)
         logger.info("Task %s[%s] received", message.name, message.id)
         limits = self.limits
         if limits is None or limits.admit(job, time.monotonic()):
@@ -326,7 +348,6 @@ class Consumer:
                 outcome.task_id,
             )
             return
-        self.holdings.done()
         parked = self._parked.pop(job.id, None)
         if parked:
             self.ready.extendleft(reversed(parked))

@@ -33,18 +33,25 @@ class Holdings:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        #: Fetch once this much room is free (or the worker is idle), not for every slot
+        #: that frees up: fewer, larger fetches while the rest of the prefetch keeps the
+        #: pool busy.
+        self.batch = max(limit // 2, 1)
         self._cond = threading.Condition(threading.Lock())
         self._count = 0
         self._unacked: dict[str, Delivery] = {}
         self.closed = False
 
     def wait_for_room(self, timeout: float) -> int:
-        """How many more the worker can take, waiting up to ``timeout`` for room; 0 if none
-        came or the holdings were closed."""
+        """How many more the worker can take, waiting up to ``timeout`` for a batch's worth
+        of room; 0 if none came or the holdings were closed."""
         with self._cond:
-            if not self.closed and self._count >= self.limit and timeout > 0:
-                self._cond.wait(timeout)
-            return 0 if self.closed else max(self.limit - self._count, 0)
+            if timeout > 0:
+                self._cond.wait_for(
+                    lambda: self.closed or self.limit - self._count >= self.batch, timeout
+                )
+            room = self.limit - self._count
+            return 0 if self.closed or room < self.batch else room
 
     def taken(self, deliveries: Sequence[Delivery]) -> None:
         with self._cond:

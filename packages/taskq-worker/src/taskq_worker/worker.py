@@ -144,9 +144,8 @@ class Worker:
         with self._lock:
             if self._finished:
                 return
-            first = not self._stopping.is_set()
-            if not first and (self._cold or not cold):
-                return
+            if self._stopping.is_set() and (self._cold or not cold):
+                return  # already stopping, at least this hard
             self._stopping.set()
             self._cold = self._cold or cold
             consumer, holdings = self._consumer, self._holdings
@@ -249,8 +248,6 @@ class Worker:
     def _consume(
         self, transport: Transport, pool: Pool, consumer: Consumer, holdings: Holdings
     ) -> int:
-        settings = self.settings
-        assert settings is not None
         with self._lock:
             self._consumer, self._holdings = consumer, holdings
             stopping, cold = self._stopping.is_set(), self._cold
