@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -220,3 +221,61 @@ def test_a_second_signal_abandons_an_inline_task(tmp_path: Path) -> None:
     assert client.AsyncResult("the-task").state == "PENDING", err
     assert client.transport.queue_length("celery") == 1
     client.close()
+
+
+# -- losing the broker ----------------------------------------------------------------------------
+
+
+def _flaky_app(failures: int, **settings: Any) -> TaskQ:
+    """An app whose broker fails the first ``failures`` fetches (a restart, a network cut)."""
+    import uuid
+    from collections.abc import Mapping, Sequence
+
+    from taskq import plugins
+    from taskq.contracts import Delivery, TransportError
+    from taskq.transports.memory import MemoryTransport
+
+    class FlakyTransport(MemoryTransport):
+        schemes = ("flaky",)
+        failed = 0
+
+        def __init__(self, url: str, options: Mapping[str, object]) -> None:
+            super().__init__(f"memory://{url.partition('://')[2]}", options)
+
+        def fetch(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
+            if FlakyTransport.failed < failures:
+                FlakyTransport.failed += 1
+                raise TransportError("connection reset by peer")
+            return super().fetch(queues, limit, timeout)
+
+    scheme = f"flaky{uuid.uuid4().hex[:8]}"
+    plugins.TRANSPORTS.register(scheme, FlakyTransport)
+    name = uuid.uuid4().hex
+    return TaskQ(
+        "tests",
+        broker=f"{scheme}://{name}",
+        backend=f"memory://{name}",
+        worker_hijack_root_logger=False,
+        **settings,
+    )
+
+
+def test_a_lost_broker_is_retried_and_consuming_resumes(caplog: pytest.LogCaptureFixture) -> None:
+    app = _flaky_app(1)
+
+    @app.task(name="tests.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    worker = RunningWorker(app, pool="solo").start()
+    try:
+        assert add.delay(1, 2).get(timeout=5) == 3
+    finally:
+        assert worker.stop() == 0
+    assert "Broker error: connection reset by peer. Trying again in" in caplog.text
+
+
+def test_a_lost_broker_stops_the_worker_when_retry_is_off() -> None:
+    app = _flaky_app(1, broker_connection_retry=False)
+    worker = RunningWorker(app, pool="solo").start()
+    assert worker.join(5) == 1

@@ -96,7 +96,8 @@ class Fetcher(threading.Thread):
 
     ``extend_every`` seconds it pushes every unacked delivery's visibility out by
     ``visibility_timeout``. A broker error is logged and retried with backoff; with
-    ``retry=False`` it calls ``on_lost`` once and ends instead.
+    ``retry=False``, or on any other error (a broken transport), it calls ``on_failure`` once
+    and ends, so the worker stops instead of running on without fetching.
     """
 
     #: The longest one fetch blocks, which bounds how long a stopping worker waits for it.
@@ -111,7 +112,7 @@ class Fetcher(threading.Thread):
         *,
         visibility_timeout: float,
         retry: bool,
-        on_lost: Callable[[TransportError], None],
+        on_failure: Callable[[], None],
     ) -> None:
         super().__init__(name="taskq-fetcher", daemon=True)
         self.transport = transport
@@ -121,7 +122,7 @@ class Fetcher(threading.Thread):
         self.visibility_timeout = visibility_timeout
         self.extend_every = visibility_timeout / 2
         self.retry = retry
-        self.on_lost = on_lost
+        self.on_failure = on_failure
 
     def run(self) -> None:
         holdings = self.holdings
@@ -140,12 +141,16 @@ class Fetcher(threading.Thread):
             except TransportError as exc:
                 if not self.retry:
                     logger.critical("Lost the broker and broker_connection_retry is off: %s", exc)
-                    self.on_lost(exc)
+                    self.on_failure()
                     return
                 delay = backoff.next()
                 logger.error("Broker error: %s. Trying again in %.2f seconds...", exc, delay)
                 holdings.pause(delay)
                 continue
+            except Exception:
+                logger.critical("Fetching failed; stopping the worker", exc_info=True)
+                self.on_failure()
+                return
             if batch:
                 holdings.taken(batch)
                 self.deliver(batch)

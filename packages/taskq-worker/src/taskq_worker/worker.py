@@ -268,7 +268,7 @@ class Worker:
                 transport, self.app.conf.broker_transport_options
             ),
             retry=bool(self.app.conf.broker_connection_retry),
-            on_lost=self._broker_lost,
+            on_failure=self._fetching_failed,
         )
         fetcher.start()
         logger.info("%s ready.", self.hostname)
@@ -296,7 +296,7 @@ class Worker:
         except Exception:
             logger.exception("Stopping the %s pool failed", pool.name)
 
-    def _broker_lost(self, exc: TransportError) -> None:
+    def _fetching_failed(self) -> None:
         self.exitcode = 1
         self.stop()
 
