@@ -44,6 +44,22 @@ DEFAULT_FILENAME = "taskq.sqlite3"
 _SCHEMES = ("sqlite://", "sqlite")
 
 
+# Every SQLite call of this process runs under one lock, and fork() takes it first. A child
+# forked while another thread was inside SQLite (a worker replacing a pool child while its
+# fetcher and consumer threads read and write) would otherwise inherit SQLite's internal
+# mutexes locked and hang in its first sqlite3.connect(). Threads of one process also stop
+# waking each other through SQLite's sleeping busy handler: they queue on this lock instead.
+_calls = threading.RLock()
+
+
+def _before_fork() -> None:
+    _calls.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _calls.release()
+
+
 def database_path(url: str, error: type[Exception]) -> str:
     """The absolute path of the database file ``url`` names (rules in the module docstring)."""
     lowered = url.lower()
@@ -139,7 +155,7 @@ class Database:
             raise self.error(
                 f"{self.url}: cannot create {self.path}: no write permission in {directory}"
             )
-        with self.errors("cannot open the database"):
+        with _calls, self.errors("cannot open the database"):
             conn = sqlite3.connect(
                 self.path,
                 timeout=self.busy_timeout,
@@ -148,11 +164,13 @@ class Database:
                 factory=_Connection,
             )
         try:
-            with self.errors("cannot open the database"):
-                conn.execute("PRAGMA synchronous = NORMAL")
-            self._set_up(conn)
+            with _calls:
+                with self.errors("cannot open the database"):
+                    conn.execute("PRAGMA synchronous = NORMAL")
+                self._set_up(conn)
         except BaseException:
-            conn.close()
+            with _calls:
+                conn.close()
             raise
         with self._lock:
             self._open.add(conn)
@@ -233,7 +251,7 @@ class Database:
         Commits when the block ends, rolls back if it raises.
         """
         conn = self.connection()
-        with self._transaction(conn):
+        with _calls, self._transaction(conn):
             yield conn
 
     @contextmanager
@@ -253,7 +271,7 @@ class Database:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run one read statement outside any transaction; every row, read to the end."""
         conn = self.connection()
-        with self.errors():
+        with _calls, self.errors():
             return conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
@@ -263,7 +281,7 @@ class Database:
             connections = list(self._open)
             self._open = weakref.WeakSet()
         for conn in connections:
-            with self.errors("cannot close the database"):
+            with _calls, self.errors("cannot close the database"):
                 conn.close()
 
     def _after_fork_in_child(self) -> None:
@@ -273,8 +291,14 @@ class Database:
 
 
 def _after_fork_in_child() -> None:
+    global _calls  # noqa: PLW0603 - the child starts with a fresh, unowned lock
+    _calls = threading.RLock()
     for database in list(_databases):
         database._after_fork_in_child()  # pyright: ignore[reportPrivateUsage]
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
