@@ -151,7 +151,8 @@ def retry_options(
         "priority": request.priority,
         "ignore_result": request.ignore_result,
     }
-    queue = request.delivery_info.get("routing_key")
+    # The queue the message came from; the routing key only equals it on direct exchanges.
+    queue = request.delivery_info.get("queue") or request.delivery_info.get("routing_key")
     if queue:
         options["queue"] = queue
     if eta is not None:
