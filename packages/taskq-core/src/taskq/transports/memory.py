@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from taskq.contracts import Delivery, QueueSpec, TransportError, dead_letter_queue
@@ -30,6 +30,7 @@ from taskq.transports.checks import (
 from taskq.transports.dead_letter import dead_lettered
 from taskq.transports.memory_broker import MemoryBroker, StoredMessage, broker_named
 from taskq.transports.options import BROKER_OPTIONS, seconds_option
+from taskq.transports.unacked import Unacked
 from taskq_protocol import Envelope
 
 __all__ = ["MemoryTransport", "MessageHandle", "memory_name"]
@@ -63,15 +64,15 @@ class MemoryTransport:
         )
         self._broker: MemoryBroker = broker_named(self.name)
         self._lock = threading.Lock()
-        self._unacked: set[MessageHandle] = set()
+        self._unacked = Unacked(MessageHandle, "memory")
         self._unsubscribers: list[Callable[[], None]] = []
 
     def connect(self) -> None:
         """Nothing to open."""
 
     def close(self) -> None:
+        unacked = self._unacked.take_all()
         with self._lock:
-            unacked, self._unacked = self._unacked, set()
             unsubscribers, self._unsubscribers = self._unsubscribers, []
         for unsubscribe in unsubscribers:
             unsubscribe()
@@ -133,22 +134,21 @@ class MemoryTransport:
             )
             for queue, message in taken
         ]
-        with self._lock:
-            self._unacked.update(d.handle for d in deliveries)
+        self._unacked.add(deliveries)
         return deliveries
 
     # -- settling -------------------------------------------------------------------------------
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
-        handles = self._handles(deliveries)
+        handles = self._unacked.handles(deliveries)
         with self._broker.cond:
             for message, count in handles:
                 if self._broker.owns(message, count):
                     self._broker.remove(message)
-        self._settled(handles)
+        self._unacked.settled(handles)
 
     def reject(self, delivery: Delivery, *, requeue: bool) -> None:
-        handles = self._handles([delivery])
+        handles = self._unacked.handles([delivery])
         message, count = handles[0]
         with self._broker.cond:
             if self._broker.owns(message, count):
@@ -156,10 +156,10 @@ class MemoryTransport:
                     self._broker.requeue(message, time.time())
                 else:
                     self._broker.remove(message)
-        self._settled(handles)
+        self._unacked.settled(handles)
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        handles = self._handles([delivery])
+        handles = self._unacked.handles([delivery])
         message, count = handles[0]
         envelope = dead_lettered(delivery.envelope, reason)
         payload = envelope.encode()
@@ -170,28 +170,16 @@ class MemoryTransport:
                 self._broker.put(
                     dead_letter_queue(delivery.queue), envelope.priority, payload, now, now
                 )
-        self._settled(handles)
+        self._unacked.settled(handles)
 
     def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
         """Hide the deliveries until ``seconds`` from now at least; never shortens a timeout."""
         until = time.time() + check_seconds(seconds)
-        handles = self._handles(deliveries)
+        handles = self._unacked.handles(deliveries)
         with self._broker.cond:
             for message, count in handles:
                 if self._broker.owns(message, count):
                     self._broker.hide(message, until)
-
-    def _handles(self, deliveries: Iterable[Delivery]) -> list[MessageHandle]:
-        handles: list[MessageHandle] = []
-        for delivery in deliveries:
-            if not isinstance(delivery.handle, MessageHandle):
-                raise ValueError(f"delivery {delivery.tag!r} did not come from a memory transport")
-            handles.append(delivery.handle)
-        return handles
-
-    def _settled(self, handles: list[MessageHandle]) -> None:
-        with self._lock:
-            self._unacked.difference_update(handles)
 
     # -- queues ---------------------------------------------------------------------------------
 

@@ -44,9 +44,8 @@ Options (``broker_transport_options``):
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from taskq.contracts import Delivery, QueueSpec, TransportError, dead_letter_queue
@@ -63,6 +62,7 @@ from taskq.transports.polling import Backoff, wakeup_for
 from taskq.transports.sqlite_broadcast import BroadcastHub
 from taskq.transports.sqlite_db import Database
 from taskq.transports.sqlite_queue import SCHEMA, ClaimedRow, claim
+from taskq.transports.unacked import Unacked
 from taskq_protocol import Envelope, ProtocolError
 
 __all__ = ["SQLiteTransport", "RowHandle"]
@@ -103,9 +103,7 @@ class SQLiteTransport:
         self._broadcasts = BroadcastHub(
             self._db, retention=retention, max_poll=self.polling_interval
         )
-        self._lock = threading.Lock()
-        # This instance's deliveries not yet settled, returned to their queues by close().
-        self._unacked: set[RowHandle] = set()
+        self._unacked = Unacked(RowHandle, "SQLite")
 
     @property
     def path(self) -> str:
@@ -117,9 +115,7 @@ class SQLiteTransport:
 
     def close(self) -> None:
         self._broadcasts.stop()
-        with self._lock:
-            unacked = list(self._unacked)
-            self._unacked.clear()
+        unacked = self._unacked.take_all()
         if unacked:
             now = time.time()
             with self._db.write() as conn:
@@ -229,8 +225,7 @@ class SQLiteTransport:
             )
         if broken:
             self._dead_letter_unreadable(broken)
-        with self._lock:
-            self._unacked.update(d.handle for d in deliveries)
+        self._unacked.add(deliveries)
         return deliveries
 
     def _dead_letter_unreadable(self, broken: list[tuple[str, ClaimedRow, str]]) -> None:
@@ -255,15 +250,15 @@ class SQLiteTransport:
     # -- settling -------------------------------------------------------------------------------
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
-        handles = self._handles(deliveries)
+        handles = self._unacked.handles(deliveries)
         if not handles:
             return
         with self._db.write() as conn:
             conn.executemany(f"DELETE FROM taskq_messages WHERE {_MINE}", handles)
-        self._settled(handles)
+        self._unacked.settled(handles)
 
     def reject(self, delivery: Delivery, *, requeue: bool) -> None:
-        handles = self._handles([delivery])
+        handles = self._unacked.handles([delivery])
         with self._db.write() as conn:
             if requeue:
                 conn.execute(
@@ -272,12 +267,12 @@ class SQLiteTransport:
                 )
             else:
                 conn.execute(f"DELETE FROM taskq_messages WHERE {_MINE}", handles[0])
-        self._settled(handles)
+        self._unacked.settled(handles)
         if requeue:
             self._notify()
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        handles = self._handles([delivery])
+        handles = self._unacked.handles([delivery])
         envelope = dead_lettered(delivery.envelope, reason)
         now = time.time()
         with self._db.write() as conn:
@@ -299,12 +294,12 @@ class SQLiteTransport:
                     delivery.tag,
                     delivery.queue,
                 )
-        self._settled(handles)
+        self._unacked.settled(handles)
 
     def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
         """Hide the deliveries until ``seconds`` from now at least; never shortens a timeout."""
         check_seconds(seconds)
-        handles = self._handles(deliveries)
+        handles = self._unacked.handles(deliveries)
         if not handles:
             return
         until = time.time() + seconds
@@ -313,18 +308,6 @@ class SQLiteTransport:
                 f"UPDATE taskq_messages SET visible_at = MAX(visible_at, ?) WHERE {_MINE}",
                 [(until, *handle) for handle in handles],
             )
-
-    def _handles(self, deliveries: Iterable[Delivery]) -> list[RowHandle]:
-        handles: list[RowHandle] = []
-        for delivery in deliveries:
-            if not isinstance(delivery.handle, RowHandle):
-                raise ValueError(f"delivery {delivery.tag!r} did not come from a SQLite transport")
-            handles.append(delivery.handle)
-        return handles
-
-    def _settled(self, handles: list[RowHandle]) -> None:
-        with self._lock:
-            self._unacked.difference_update(handles)
 
     # -- queues ---------------------------------------------------------------------------------
 
