@@ -1,0 +1,114 @@
+"""Where the Redis tests find Redis.
+
+``redis_url``: the shared server for tests that only need *a* Redis: ``$REDIS_URL``, else
+localhost:6379 when it answers PING, else a ``redis-server`` this session starts on a free port.
+With none of these the test skips with the reason, or fails under ``CI=true``.
+
+``redis_server``: a private ``redis-server`` a test may stop, restart or configure (TLS, a Unix
+socket, Sentinel), started from the same binary; ``start_redis(*args)`` starts more of them.
+
+Every test isolates itself by key names (``unique_name``), never by flushing a database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from taskq_testing.plugin import server_missing
+from taskq_testing.servers import ServerProcess, binary_or_none, free_port
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def _answers(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+class RedisServer(ServerProcess):
+    """A private redis-server on a free port; ``url`` points at its database 0."""
+
+    def __init__(self, binary: str, workdir: Path, *extra_args: str) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        argv = [
+            binary,
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(workdir),
+            *extra_args,
+        ]  # fmt: skip
+        super().__init__(argv, self._ping, log_path=workdir / f"redis-{self.port}.log")
+
+    def _ping(self) -> bool:
+        return _answers(self.url)
+
+
+StartRedis = Callable[..., RedisServer]
+
+
+@pytest.fixture(scope="session")
+def _redis_binary() -> str | None:
+    return binary_or_none("redis-server", "/usr/bin", "/usr/sbin", "/usr/local/bin")
+
+
+@pytest.fixture(scope="session")
+def redis_url(_redis_binary: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("REDIS_URL")
+    if configured:
+        if not _answers(configured):
+            server_missing("Redis", f"REDIS_URL={configured} does not answer PING")
+        yield configured
+        return
+    if _answers(LOCAL_REDIS):
+        yield LOCAL_REDIS
+        return
+    if _redis_binary is None:
+        server_missing(
+            "Redis",
+            "nothing answers on localhost:6379 and no redis-server binary is installed "
+            "(apt-get install redis-server, or set REDIS_URL)",
+        )
+    server = RedisServer(_redis_binary, tmp_path_factory.mktemp("redis"))
+    with server:
+        yield server.url
+
+
+@pytest.fixture
+def start_redis(_redis_binary: str | None, tmp_path: Path) -> Iterator[StartRedis]:
+    """A function starting private redis-servers (extra argv allowed); all stop at the end."""
+    started: list[RedisServer] = []
+
+    def start(*extra_args: str) -> RedisServer:
+        if _redis_binary is None:
+            server_missing(
+                "redis-server", "the binary is not installed (apt-get install redis-server)"
+            )
+        server = RedisServer(_redis_binary, tmp_path, *extra_args)
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(start_redis: StartRedis) -> RedisServer:
+    """One private redis-server this test may stop and restart."""
+    return start_redis()
