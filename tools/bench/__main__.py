@@ -2,11 +2,14 @@
 
 - ``codec``: encode + decode of one task message, taskq beside kombu (json, msgpack).
 - ``sqlite``: tasks/s through a real worker on the embedded SQLite broker, and round-trip latency.
+- ``redis``: taskq, Celery and Dramatiq side by side on one Redis (publish, consume+execute,
+  round trip, worker memory), then taskq alone on a million tasks.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 
@@ -16,9 +19,16 @@ def main(argv: list[str] | None = None) -> int:
         prog="tools/bench", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("name", choices=["codec", "sqlite"])
+    parser.add_argument("name", choices=["codec", "sqlite", "redis"])
     parser.add_argument("--pool", default="prefork", help="the worker pool (sqlite)")
     parser.add_argument("--quick", action="store_true", help="short rounds, for a smoke run")
+    parser.add_argument("--tasks", type=int, help="tasks per throughput round (redis)")
+    parser.add_argument(
+        "--million", action="store_true", help="always run taskq on 1,000,000 tasks (redis)"
+    )
+    parser.add_argument(
+        "--url", help="a Redis database it may flush (redis; default $REDIS_URL, else db 15)"
+    )
     options = parser.parse_args(argv)
     print(f"python {platform.python_version()} on {platform.machine()}, {platform.system()}")
     if options.name == "codec":
@@ -30,6 +40,15 @@ def main(argv: list[str] | None = None) -> int:
 
         tasks, calls = (2_000, 100) if options.quick else (20_000, 1_000)
         print(sqlite.report(sqlite.run(tasks, calls, pool=options.pool)))
+    elif options.name == "redis":
+        import redis_compare
+
+        tasks, calls = (1_000, 100) if options.quick else (20_000, 1_000)
+        url = options.url or os.environ.get("REDIS_URL") or redis_compare.DEFAULT_URL
+        million = True if options.million else (False if options.quick else None)
+        result = redis_compare.run(url, options.tasks or tasks, calls, million=million)
+        print(redis_compare.report(result))
+        return 1 if redis_compare.failed(result) else 0
     return 0
 
 

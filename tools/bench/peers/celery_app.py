@@ -1,0 +1,28 @@
+"""The Celery side: Redis broker and Redis result backend, Celery's defaults otherwise.
+
+Worker: ``python -m celery -A peers.celery_app worker -P prefork -c N``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from peers import counter
+
+URL = os.environ[counter.URL_VARIABLE]
+
+app = Celery("bench_celery", broker=URL, backend=URL)
+# Only silences the 5.x deprecation warning about this setting; the value is Celery's default.
+app.conf.broker_connection_retry_on_startup = True
+
+
+@app.task(ignore_result=True)
+def increment() -> None:
+    counter.increment()
+
+
+@app.task
+def increment_with_result() -> int:
+    return counter.increment()

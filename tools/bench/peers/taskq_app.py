@@ -1,0 +1,25 @@
+"""The taskq side: the ``redis://`` transport and result backend of taskq-redis.
+
+Worker: ``python -m taskq_cli -A peers.taskq_app worker -P prefork -c N``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from peers import counter
+from taskq import TaskQ
+
+URL = os.environ[counter.URL_VARIABLE]
+
+app = TaskQ("bench_taskq", broker=URL, backend=URL)
+
+
+@app.task(ignore_result=True)
+def increment() -> None:
+    counter.increment()
+
+
+@app.task
+def increment_with_result() -> int:
+    return counter.increment()

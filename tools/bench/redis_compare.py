@@ -1,0 +1,355 @@
+"""taskq, Celery and Dramatiq one after another on the same Redis, the same machine, the same task.
+
+The task is a no-op that increments a Redis counter (``peers.counter``). Each system gets one
+round, in a database the benchmark flushes before every round and at the end:
+
+1. publish as a batch: the task ``tasks`` times as one group (Celery ``group().apply_async()``,
+   Dramatiq ``group().run()``, taskq ``Publisher.send_many``), then purged;
+2. publish: ``tasks`` calls of ``delay()`` (Dramatiq ``send()``) from one thread, no worker;
+3. consume + execute: start the worker (its default pool, concurrency = CPU count) on those
+   queued tasks and time from the first increment to the counter reaching ``tasks``, so start-up
+   is excluded (and shown separately); the worker's process tree RSS is sampled meanwhile;
+4. round trip: ``calls`` sequential calls of the result-storing variant, waiting for each result
+   through the system's Redis result backend, with the worker still running.
+
+The throughput tasks ignore their results on all three systems; only round trips store them.
+``--million`` (or the full run, when the 20k round predicts under 3 minutes) adds taskq alone on
+1,000,000 tasks published with ``send_many`` in groups of 10,000.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from measure import CounterWatch, TreeRssSampler, percentile
+from peers.clients import CLIENTS, Client
+from peers.counter import URL_VARIABLE
+from scratch_database import ScratchDatabase
+from worker_process import WorkerProcess
+
+BENCH_DIR = Path(__file__).resolve().parent
+DEFAULT_URL = "redis://localhost:6379/15"
+MILLION = 1_000_000
+MILLION_CHUNK = 10_000
+MILLION_BUDGET_S = 180.0  # the full run adds the million only when predicted under this
+WARMUP_CALLS = 5
+
+
+@dataclass
+class Round:
+    """One system's figures; ``error`` says why the rest are missing."""
+
+    system: str
+    tasks: int
+    batch_per_s: float | None = None
+    batch_how: str = ""
+    publish_per_s: float | None = None
+    consume_per_s: float | None = None
+    consume_with_startup_per_s: float | None = None
+    startup_s: float | None = None
+    rtt_p50_ms: float | None = None
+    rtt_p99_ms: float | None = None
+    peak_rss_bytes: int | None = None
+    rss_samples: int = 0
+    extra_executions: int | None = None  # executions beyond the tasks sent (redeliveries)
+    error: str | None = None
+    log_path: str = ""
+
+
+@dataclass
+class MillionRound:
+    tasks: int
+    publish_per_s: float | None = None
+    publish_how: str = ""
+    redis_memory_bytes: int | None = None  # used_memory with every task queued
+    consume_s: float | None = None
+    consume_with_startup_s: float | None = None
+    peak_rss_bytes: int | None = None
+    error: str | None = None
+    log_path: str = ""
+
+
+@dataclass
+class Result:
+    url: str
+    concurrency: int
+    tasks: int
+    calls: int
+    workdir: str
+    rounds: list[Round] = field(default_factory=list)
+    million: MillionRound | None = None
+    million_note: str = ""
+
+
+def _worker_env() -> dict[str, str]:
+    paths = [str(BENCH_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def _start_worker(client: Client, concurrency: int, workdir: Path) -> WorkerProcess:
+    log_path = workdir / f"{client.name.lower()}-worker.log"
+    worker = WorkerProcess(
+        client.worker_argv(concurrency), cwd=BENCH_DIR, env=_worker_env(), log_path=log_path
+    )
+    worker.start()
+    return worker
+
+
+def _consume_timeout(tasks: int) -> float:
+    return 120 + tasks / 200  # generous: a slow system is measured, not failed
+
+
+def _failure(exc: BaseException, worker: WorkerProcess | None) -> str:
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    if worker is not None:
+        text += f"\n--- worker log ({worker.log_path}), last lines ---\n{worker.log_tail()}"
+    return text
+
+
+def run_round(
+    make_client: Callable[[], Client], name: str, db: ScratchDatabase, tasks: int, calls: int,
+    concurrency: int, workdir: Path,
+) -> Round:  # fmt: skip
+    db.flush()
+    counter = CounterWatch(db.client)
+    result = Round(system=name, tasks=tasks)
+    worker: WorkerProcess | None = None
+    client: Client | None = None
+    try:
+        client = make_client()
+        client.publish(1)  # connects and declares, outside the timings
+        client.purge()
+
+        started = time.perf_counter()
+        result.batch_how = client.publish_batch(tasks, chunk=tasks)
+        result.batch_per_s = tasks / (time.perf_counter() - started)
+        client.purge()
+
+        started = time.perf_counter()
+        client.publish(tasks)
+        result.publish_per_s = tasks / (time.perf_counter() - started)
+
+        worker = _start_worker(client, concurrency, workdir)
+        result.log_path = str(worker.log_path)
+        with TreeRssSampler(worker.pid) as sampler:
+            done_at = counter.wait_for(tasks, _consume_timeout(tasks), worker.running)
+        result.peak_rss_bytes, result.rss_samples = sampler.peak_bytes, sampler.samples
+        first_at = counter.first_increment_at()
+        result.consume_per_s = tasks / (done_at - first_at)
+        result.consume_with_startup_per_s = tasks / (done_at - worker.started_at)
+        result.startup_s = first_at - worker.started_at
+
+        for _ in range(WARMUP_CALLS):
+            client.round_trip()
+        samples: list[float] = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            client.round_trip()
+            samples.append((time.perf_counter() - started) * 1000)
+        result.rtt_p50_ms = percentile(samples, 50)
+        result.rtt_p99_ms = percentile(samples, 99)
+        result.extra_executions = counter.count() - (tasks + WARMUP_CALLS + calls)
+    except Exception as exc:
+        result.error = _failure(exc, worker)
+    finally:
+        if worker is not None:
+            code = worker.stop()
+            if code not in (0, None) and result.error is None:
+                result.error = f"the worker exited with {code} on SIGTERM\n{worker.log_tail()}"
+        if client is not None:
+            client.close()
+    return result
+
+
+def run_million(db: ScratchDatabase, tasks: int, concurrency: int, workdir: Path) -> MillionRound:
+    db.flush()
+    counter = CounterWatch(db.client)
+    result = MillionRound(tasks=tasks)
+    worker: WorkerProcess | None = None
+    client = CLIENTS["taskq"]()
+    try:
+        started = time.perf_counter()
+        result.publish_how = client.publish_batch(tasks, chunk=MILLION_CHUNK)
+        result.publish_per_s = tasks / (time.perf_counter() - started)
+        result.redis_memory_bytes = db.used_memory()
+
+        worker = _start_worker(client, concurrency, workdir)
+        result.log_path = str(worker.log_path)
+        with TreeRssSampler(worker.pid) as sampler:
+            done_at = counter.wait_for(tasks, _consume_timeout(tasks), worker.running)
+        result.peak_rss_bytes = sampler.peak_bytes
+        result.consume_s = done_at - counter.first_increment_at()
+        result.consume_with_startup_s = done_at - worker.started_at
+    except Exception as exc:
+        result.error = _failure(exc, worker)
+    finally:
+        if worker is not None:
+            worker.stop()
+        client.close()
+    return result
+
+
+def _million_prediction(taskq: Round) -> float | None:
+    """Seconds the million would take at the 20k round's rates (None: no rates to go by)."""
+    if not taskq.batch_per_s or not taskq.consume_per_s or taskq.startup_s is None:
+        return None
+    return MILLION / taskq.batch_per_s + MILLION / taskq.consume_per_s + taskq.startup_s
+
+
+def run(url: str, tasks: int = 20_000, calls: int = 1_000, million: bool | None = None) -> Result:
+    """``million``: True runs it, False skips it, None runs it if predicted under 3 minutes."""
+    concurrency = os.cpu_count() or 1
+    os.environ[URL_VARIABLE] = url  # read by the peer app modules, here and in the workers
+    workdir = Path(tempfile.mkdtemp(prefix="taskq-bench-redis-"))
+    result = Result(url=url, concurrency=concurrency, tasks=tasks, calls=calls,
+                    workdir=str(workdir))  # fmt: skip
+    db = ScratchDatabase(url)
+    try:
+        db.claim()
+        for name, make_client in CLIENTS.items():
+            result.rounds.append(
+                run_round(make_client, name, db, tasks, calls, concurrency, workdir)
+            )
+        taskq = result.rounds[0]
+        predicted = _million_prediction(taskq)
+        if million is False:
+            result.million_note = "not run (--quick; --million runs it)"
+        elif million is None and predicted is None:
+            result.million_note = "not run: the taskq round gave no rates to predict it from"
+        elif million is None and predicted is not None and predicted > MILLION_BUDGET_S:
+            result.million_note = (
+                f"not run: predicted {predicted:.0f} s from the {tasks:,}-task round, over the "
+                f"full run's {MILLION_BUDGET_S:.0f} s budget; --million runs it anyway"
+            )
+        else:
+            if predicted is not None:
+                result.million_note = f"predicted {predicted:.0f} s from the {tasks:,}-task round"
+            result.million = run_million(db, MILLION, concurrency, workdir)
+    finally:
+        db.release()
+        db.close()
+    return result
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f}"
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> str:
+    if not numerator or not denominator:
+        return "-"
+    return f"{numerator / denominator:.2f}x"
+
+
+def _metric_rows(rounds: dict[str, Round], tasks: int, calls: int) -> list[list[str]]:
+    taskq, celery, dramatiq = rounds["taskq"], rounds["celery"], rounds["dramatiq"]
+    rows: list[list[str]] = []
+
+    def higher_is_better(label: str, get: Callable[[Round], float | None]) -> None:
+        t, c, d = get(taskq), get(celery), get(dramatiq)
+        rows.append([label, _rate(t), _rate(c), _rate(d), _ratio(t, c), _ratio(t, d)])
+
+    def lower_is_better(
+        label: str, get: Callable[[Round], float | None], show: Callable[[float | None], str]
+    ) -> None:
+        t, c, d = get(taskq), get(celery), get(dramatiq)
+        rows.append([label, show(t), show(c), show(d), _ratio(c, t), _ratio(d, t)])
+
+    higher_is_better(f"publish, {tasks:,} delay() (tasks/s)", lambda r: r.publish_per_s)
+    higher_is_better(f"publish, one group of {tasks:,} (tasks/s)", lambda r: r.batch_per_s)
+    higher_is_better("consume+execute (tasks/s)", lambda r: r.consume_per_s)
+    higher_is_better("  with worker start-up (tasks/s)", lambda r: r.consume_with_startup_per_s)
+    lower_is_better(f"round trip p50, {calls:,} calls (ms)", lambda r: r.rtt_p50_ms, _ms)
+    lower_is_better(f"round trip p99, {calls:,} calls (ms)", lambda r: r.rtt_p99_ms, _ms)
+    lower_is_better(
+        "worker peak RSS, process tree (MiB)",
+        lambda r: None if r.peak_rss_bytes is None else float(r.peak_rss_bytes),
+        lambda v: _mib(None if v is None else int(v)),
+    )
+    lower_is_better("worker start-up (s)", lambda r: r.startup_s, _ms)
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines: list[str] = []
+    for row in [header, *rows]:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells))
+    lines.insert(1, "-" * len(lines[0]))
+    return lines
+
+
+def report(result: Result) -> str:
+    rounds = {r.system: r for r in result.rounds}
+    lines = [
+        f"Redis {result.url}: this database is flushed before each system's round and at the end",
+        f"worker concurrency {result.concurrency} (CPU count), each system's default pool: "
+        "Celery -P prefork, Dramatiq --processes (8 threads each), taskq -P prefork",
+        "throughput tasks ignore results; round trips store them in each system's Redis "
+        "result backend. Ratios: > 1 means taskq is better (rates taskq/peer, times and "
+        "memory peer/taskq).",
+        "",
+        *_table(
+            ["metric", "taskq", "Celery", "Dramatiq", "taskq/Celery", "taskq/Dramatiq"],
+            _metric_rows(rounds, result.tasks, result.calls),
+        ),
+        "",
+        "groups published with:",
+        *(f"  {r.system:<9} {r.batch_how or '-'}" for r in result.rounds),
+    ]
+    for r in result.rounds:
+        if r.extra_executions:
+            lines.append(f"{r.system}: {r.extra_executions:+,} executions beyond the tasks sent")
+    lines.append(f"worker logs: {result.workdir}")
+    lines += _million_lines(result)
+    for r in result.rounds:
+        if r.error:
+            lines += ["", f"{r.system} FAILED:", r.error]
+    return "\n".join(lines)
+
+
+def _million_lines(result: Result) -> list[str]:
+    lines = ["", f"taskq alone, {MILLION:,} no-op tasks: {result.million_note}".rstrip(": ")]
+    million = result.million
+    if million is None:
+        return lines
+    consume = million.consume_s
+    rows = [
+        [f"publish, send_many in groups of {MILLION_CHUNK:,} (tasks/s)",
+         _rate(million.publish_per_s)],
+        ["Redis used_memory with all queued (MiB)", _mib(million.redis_memory_bytes)],
+        ["consume+execute (s)", _ms(consume)],
+        ["consume+execute (tasks/s)", _rate(million.tasks / consume if consume else None)],
+        ["consume+execute (tasks/min)", _rate(million.tasks * 60 / consume if consume else None)],
+        ["  with worker start-up (s)", _ms(million.consume_with_startup_s)],
+        ["worker peak RSS, process tree (MiB)", _mib(million.peak_rss_bytes)],
+    ]  # fmt: skip
+    lines += _table(["metric", "taskq"], rows)
+    lines.append(f"published with: {million.publish_how or '-'}")
+    if million.error:
+        lines += ["taskq million FAILED:", million.error]
+    return lines
+
+
+def failed(result: Result) -> bool:
+    million_failed = result.million is not None and result.million.error is not None
+    return million_failed or any(r.error for r in result.rounds)
