@@ -1,0 +1,63 @@
+"""The redis-py commands this package sends, with the types their replies have here.
+
+redis-py types most replies as a union of every form a command can take (and some arguments
+not at all), which a strict type checker cannot use. This Protocol states what each command
+returns with ``decode_responses=False``, the only way
+:func:`~taskq_redis.connection.client_from_url` builds clients; :func:`commands` views a
+client through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, cast
+
+import redis
+from redis.lock import Lock
+
+__all__ = ["Commands", "Pipeline", "commands"]
+
+Key = str | bytes
+Value = str | bytes | int | float
+
+
+class Pipeline(Protocol):
+    """Commands queued for one round trip; :meth:`execute` returns their replies in order."""
+
+    def lpush(self, name: Key, *values: Value) -> Pipeline: ...
+    def zadd(self, name: Key, mapping: Mapping[Key, float]) -> Pipeline: ...
+    def pexpire(self, name: Key, time: int) -> Pipeline: ...
+    def llen(self, name: Key) -> Pipeline: ...
+    def zcard(self, name: Key) -> Pipeline: ...
+    def delete(self, *names: Key) -> Pipeline: ...
+    def sadd(self, name: Key, *values: Value) -> Pipeline: ...
+    def execute(self) -> list[Any]: ...
+
+
+class Commands(Protocol):
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Value) -> Any: ...
+    def script_load(self, script: str) -> str: ...
+    def execute_command(self, *args: Value) -> Any: ...
+    def pipeline(self, transaction: bool = True) -> Pipeline: ...
+    def info(self, section: str) -> dict[str, Any]: ...
+    def publish(self, channel: Key, message: bytes) -> int: ...
+    def zadd(
+        self, name: Key, mapping: Mapping[Key, float], *, xx: bool = False, gt: bool = False
+    ) -> int: ...
+    def zrangebyscore(
+        self,
+        name: Key,
+        min: float | str,
+        max: float | str,
+        start: int | None = None,
+        num: int | None = None,
+        withscores: bool = False,
+    ) -> list[tuple[bytes, float]]: ...
+    def hmget(self, name: Key, keys: Sequence[Key]) -> list[bytes | None]: ...
+    def smembers(self, name: Key) -> set[bytes]: ...
+    def lock(self, name: str, timeout: float | None = None) -> Lock: ...
+
+
+def commands(client: redis.Redis) -> Commands:
+    """``client`` seen through :class:`Commands` (the same object)."""
+    return cast(Commands, client)

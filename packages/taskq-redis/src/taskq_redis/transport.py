@@ -1,0 +1,645 @@
+"""``redis://``, ``rediss://``, ``redis+socket://``, ``sentinel://``: the Redis transport.
+
+It stores messages exactly where and how kombu's Redis transport stores them (see
+:mod:`taskq_redis.keys`), so Celery clients and workers share the broker with taskq's: either
+side publishes, either side consumes, either side restores what the other abandoned.
+
+- **Publish**: LPUSH of kombu's JSON envelope to the queue's list for its priority step.
+- **Fetch**: one script moves the queues' due delayed messages into their lists, pops up to
+  ``limit`` messages (priority step first, then queue order, then FIFO) and records each as an
+  unacked delivery the way kombu's ack emulation does. With nothing ready it blocks on
+  BLMPOP/BRPOP over all the lists, no longer than until the next delayed message is due or the
+  oldest delivery's visibility timeout passes, then records what it popped at once. Between
+  that pop and the record (one round trip) a message exists only in this process, as it does
+  in kombu's consumer between BRPOP and its ack bookkeeping: a crash at that instant loses it.
+  Under load the blocking path is never taken.
+- **Visibility**: a delivery not acked within ``visibility_timeout`` (3600 s) is given back to
+  the head of its queue, marked redelivered, by whichever consumer, taskq or Celery, looks
+  first; ``extend`` pushes the deadline of long tasks forward. A clean ``close`` gives back this
+  instance's deliveries at once (kombu's ``restore_at_shutdown``).
+- **Delay**: ``publish(..., eta=t)`` keeps the message in ``_taskq.delayed.<queue>`` until
+  ``t``; the fetch that finds it due moves it to the tail of its list, exactly once. With the
+  option ``delayed_delivery=False`` it goes to the list at once and the worker holds it until
+  due, which is what Celery does.
+- **Requeue**: ``reject(requeue=True)`` puts the message at the *tail* of its queue, as kombu
+  does, so a message that keeps failing does not starve the others.
+- **Counting**: ``queue_length`` and ``purge`` cover the lists and the delayed set; deliveries
+  whose timeout passed count again once they are restored.
+- **Fanout**: ``broadcast``/``subscribe`` are kombu's pub/sub channels (``/0.celery.pidbox``),
+  at most once.
+
+Requires Redis 6.2 or later (7.0 for the single-call BLMPOP wake-up; older servers use BRPOP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import redis
+
+from taskq.contracts import Delivery, QueueSpec, TransportError, dead_letter_queue
+from taskq.transports.checks import (
+    check_limit,
+    check_queue,
+    check_queues,
+    check_seconds,
+    visible_at,
+)
+from taskq.transports.dead_letter import dead_lettered
+from taskq.transports.unacked import Unacked
+from taskq_protocol import Envelope, ProtocolError
+from taskq_redis.bindings import binding_member, binding_ttl_ms, expires_ms
+from taskq_redis.commands import commands
+from taskq_redis.connection import client_from_url, parse_redis_url
+from taskq_redis.fanout import FanoutListener
+from taskq_redis.keys import KeyLayout, message_priority
+from taskq_redis.restore import GiveBack, mark_redelivered, restore_expired
+from taskq_redis.scripts import ACK, DEAD_LETTER, FETCH, REFRESH_BINDING
+from taskq_redis.transport_options import TransportOptions
+
+__all__ = ["RedisTransport", "RedisHandle"]
+
+logger = logging.getLogger("taskq_redis.transport")
+
+#: Delayed messages one fetch moves per queue; more wait for the next fetch, so one call
+#: never holds the server for long when a million messages fall due at once.
+MAX_DUE_MOVES = 1000
+#: A blocking wait shorter than this is not worth a round trip: sleep instead.
+_MIN_BLOCK = 0.01
+#: redis-py's read timeout when the options set none; a blocking wait stays below it.
+_DEFAULT_SOCKET_TIMEOUT = 5.0
+
+
+class RedisHandle:
+    """What a :class:`~taskq.contracts.Delivery` of this transport points at."""
+
+    __slots__ = ("counted", "message", "order", "queue", "tag")
+
+    def __init__(self, tag: str, queue: str, message: bytes, counted: str, order: int) -> None:
+        #: The key of this delivery in ``unacked``: unique to one delivery.
+        self.tag = tag
+        self.queue = queue
+        #: The message as it was stored, given back as it is on requeue or close.
+        self.message = message
+        #: The envelope's ``delivery_tag`` when a delivery count is stored for it, else "".
+        self.counted = counted
+        #: Fetch order, so ``close()`` gives messages back in the order they came.
+        self.order = order
+
+
+class _Plan(NamedTuple):
+    """The keys and arguments of a fetch over one ordered list of queues."""
+
+    queues: tuple[str, ...]
+    keys: list[str]
+    #: Script arguments after (now, limit, tag prefix) and before the popped messages.
+    middle: list[str | int]
+    lists: list[str]
+    #: List key (as Redis returns it) -> queue position (1-based, as the script counts).
+    queue_of_list: dict[bytes, int]
+
+
+@contextlib.contextmanager
+def _broker_errors(action: str) -> Generator[None, None, None]:
+    """redis-py's errors as TransportError, so the caller knows it may retry."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise TransportError(f"Redis {action} failed: {exc}") from exc
+    except OSError as exc:
+        raise TransportError(f"Redis {action} failed: {exc}") from exc
+
+
+class RedisTransport:
+    """A taskq transport on Redis that Celery's kombu reads and writes alike."""
+
+    schemes: tuple[str, ...] = ("redis", "rediss", "redis+socket", "sentinel")
+
+    def __init__(self, url: str, options: Mapping[str, Any]) -> None:
+        self.url = url
+        self.options = TransportOptions.read(options)
+        self.visibility_timeout = self.options.visibility_timeout
+        parsed = parse_redis_url(url)
+        self._client = client_from_url(url, options)
+        self._redis = commands(self._client)
+        opts = self.options
+        self.keys = KeyLayout(
+            prefix=opts.global_keyprefix,
+            sep=opts.sep,
+            priority_steps=opts.priority_steps,
+            unacked=opts.unacked_key,
+            unacked_index=opts.unacked_index_key,
+            unacked_mutex=opts.unacked_mutex_key,
+            fanout_prefix=opts.fanout_prefix,
+            fanout_patterns=opts.fanout_patterns,
+            db=parsed.db,
+        )
+        socket_timeout = self._client.connection_pool.connection_kwargs.get("socket_timeout")
+        socket_timeout = socket_timeout or _DEFAULT_SOCKET_TIMEOUT
+        self._block_cap = max(socket_timeout - 1.0, socket_timeout / 2)
+        self._unacked = Unacked(RedisHandle, "Redis")
+        self._instance = secrets.token_hex(8)
+        self._fetches = itertools.count(1)
+        self._plans: dict[tuple[str, ...], _Plan] = {}
+        self._lock = threading.Lock()
+        self._connected = False
+        self._blmpop = True
+        self._restore_after = 0.0
+        self._fanout: FanoutListener | None = None
+        #: Queues declared here with x-expires (ms), and their bindings (table key, member).
+        self._expires: dict[str, int] = {}
+        self._expiring_bindings: dict[str, list[tuple[str, str, str]]] = {}
+        self._refresh_after = 0.0
+        self._round_robin: list[str] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Check the server answers and learn whether it has BLMPOP (Redis 7)."""
+        with self._lock:
+            if self._connected:
+                return
+            with _broker_errors("connect"):
+                info = self._redis.info("server")
+            version = str(info.get("redis_version", "0"))
+            major = version.split(".", maxsplit=1)[0]
+            self._blmpop = major.isdigit() and int(major) >= 7
+            self._connected = True
+
+    def close(self) -> None:
+        with self._lock:
+            fanout, self._fanout = self._fanout, None
+        if fanout is not None:
+            fanout.stop()
+        handles = self._unacked.take_all()
+        if handles:
+            # Latest first at the head, so the earliest ends up served first.
+            handles.sort(key=lambda handle: handle.order, reverse=True)
+            try:
+                self._give_back(handles, head=True)
+            except TransportError as exc:
+                logger.warning(
+                    "Could not give back %d unacked message(s) on close (%s); they return "
+                    "after the visibility timeout",
+                    len(handles),
+                    exc,
+                )
+        self._client.close()
+        self._client.connection_pool.disconnect()
+
+    # -- queues -----------------------------------------------------------------------------
+
+    def declare_queue(self, spec: QueueSpec) -> None:
+        """Write the queue's binding the way kombu does; remember ``x-expires``.
+
+        The lists need no declaring. A queue with ``x-expires`` (ms) gets its lists' expiry
+        pushed forward whenever this transport publishes to or fetches from it, and its
+        binding's deadline kept fresh, as kombu does.
+        """
+        name = check_queue(spec.name)
+        expires = expires_ms(spec)
+        with self._lock:
+            if expires is None:
+                self._expires.pop(name, None)
+                self._expiring_bindings.pop(name, None)
+            else:
+                self._expires[name] = expires
+            self._plans.clear()
+        if not spec.exchange:
+            return  # the anonymous exchange routes by queue name: no table
+        member = binding_member(self.keys, spec)
+        table = self.keys.binding(spec.exchange)
+        with _broker_errors("declare_queue"):
+            if expires is None:
+                pipe = self._redis.pipeline()
+                pipe.sadd(table, member)
+                pipe.sadd(self.keys.binding_permanent(spec.exchange), member)
+                pipe.execute()
+            else:
+                binding = (table, member, spec.exchange)
+                with self._lock:
+                    self._expiring_bindings.setdefault(name, []).append(binding)
+                self._refresh_binding(binding, expires)
+
+    def _refresh_binding(self, binding: tuple[str, str, str], expires: int) -> None:
+        table, member, exchange = binding
+        REFRESH_BINDING(
+            self._redis,
+            [table, self.keys.binding_deadlines],
+            [member, exchange, binding_ttl_ms(expires)],
+        )
+
+    def _refresh_expiring(self, queues: Sequence[str]) -> None:
+        """Keep expiring queues (and their bindings) alive while they are in use."""
+        expiring = [(q, self._expires[q]) for q in queues if q in self._expires]
+        if not expiring or time.monotonic() < self._refresh_after:
+            return
+        self._refresh_after = time.monotonic() + min(ms for _, ms in expiring) / 1000 / 3
+        with _broker_errors("refresh x-expires"):
+            pipe = self._redis.pipeline(transaction=False)
+            for queue, ms in expiring:
+                for key in self.keys.lists(queue):
+                    pipe.pexpire(key, ms)
+            pipe.execute()
+            for queue, ms in expiring:
+                for binding in self._expiring_bindings.get(queue, ()):
+                    self._refresh_binding(binding, ms)
+
+    def purge(self, queue: str) -> int:
+        name = check_queue(queue)
+        with _broker_errors("purge"):
+            pipe = self._redis.pipeline()
+            for key in self.keys.lists(name):
+                pipe.llen(key)
+                pipe.delete(key)
+            pipe.zcard(self.keys.delayed(name))
+            pipe.delete(self.keys.delayed(name))
+            replies: list[Any] = pipe.execute()
+        return sum(int(n) for n in replies[::2])
+
+    def queue_length(self, queue: str) -> int:
+        name = check_queue(queue)
+        with _broker_errors("queue_length"):
+            pipe = self._redis.pipeline(transaction=False)
+            for key in self.keys.lists(name):
+                pipe.llen(key)
+            pipe.zcard(self.keys.delayed(name))
+            replies: list[Any] = pipe.execute()
+        return sum(int(n) for n in replies)
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def publish(self, queue: str, envelope: Envelope, *, eta: float | None = None) -> None:
+        self.publish_many([(queue, envelope, eta)])
+
+    def publish_many(self, items: Sequence[tuple[str, Envelope, float | None]]) -> None:
+        if not items:
+            return
+        now = time.time()
+        keys = self.keys
+        delayed_delivery = self.options.delayed_delivery
+        expires = self._expires
+        pipe = self._redis.pipeline(transaction=False)
+        touched: set[str] = set()
+        for queue, envelope, eta in items:
+            check_queue(queue)
+            message = envelope.encode()
+            priority = message_priority(envelope.properties)
+            when = visible_at(eta, now)
+            if delayed_delivery and when > now:
+                # Unique even for a message published twice: each copy is delivered.
+                member = b"%d:%s:%s" % (priority, secrets.token_hex(16).encode(), message)
+                pipe.zadd(keys.delayed(queue), {member: when})
+            else:
+                pipe.lpush(keys.list_for(queue, priority), message)
+            if expires and queue in expires:
+                touched.add(queue)
+        for queue in touched:
+            for key in keys.lists(queue):
+                pipe.pexpire(key, expires[queue])
+        with _broker_errors("publish"):
+            pipe.execute()
+
+    # -- consuming --------------------------------------------------------------------------
+
+    def fetch(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
+        names = check_queues(queues)
+        check_limit(limit)
+        deadline = time.monotonic() + max(float(timeout), 0.0)
+        if self._expires:
+            self._refresh_expiring(names)
+        plan = self._plan(names)
+        while True:
+            now = time.time()
+            deliveries, next_due, oldest = self._fetch_ready(plan, limit, now, None)
+            restore_at = None if oldest is None else oldest + self.visibility_timeout
+            if restore_at is not None and restore_at <= now and self._restore_allowed():
+                self._restore_expired()
+                if not deliveries:
+                    continue  # what came back may be ready now
+            if deliveries:
+                return deliveries
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            wait = min(remaining, self._block_cap)
+            if next_due is not None:
+                wait = min(wait, next_due - now)
+            if restore_at is not None:
+                wait = min(wait, max(restore_at - now, self._restore_after - time.monotonic()))
+            if wait < _MIN_BLOCK:
+                time.sleep(max(wait, 0.0))
+                continue
+            popped = self._block(plan, wait, limit)
+            if popped is not None:
+                deliveries, _, _ = self._record_popped(plan, limit, popped)
+                if deliveries:
+                    return deliveries
+
+    def _plan(self, names: list[str]) -> _Plan:
+        order = self._ordered(names)
+        plan = self._plans.get(order)
+        if plan is None:
+            plan = self._make_plan(order)
+            with self._lock:
+                if len(self._plans) > 64:
+                    self._plans.clear()
+                self._plans[order] = plan
+        return plan
+
+    def _ordered(self, names: list[str]) -> tuple[str, ...]:
+        strategy = self.options.queue_order_strategy
+        if strategy == "sorted":
+            return tuple(sorted(names))
+        if strategy == "round_robin":
+            # kombu's round_robin_cycle: the queue that served last moves to the back.
+            rotated = [q for q in self._round_robin if q in names]
+            return tuple(rotated + [q for q in names if q not in rotated])
+        return tuple(names)
+
+    def _make_plan(self, queues: tuple[str, ...]) -> _Plan:
+        keys = self.keys
+        steps = keys.priority_steps
+        per_queue = [keys.lists(queue) for queue in queues]
+        lists = [per_queue[q][s] for s in range(len(steps)) for q in range(len(queues))]
+        queue_of_list = {
+            per_queue[q][s].encode(): q + 1 for s in range(len(steps)) for q in range(len(queues))
+        }
+        middle: list[str | int] = [
+            MAX_DUE_MOVES,
+            len(queues),
+            len(steps),
+            *steps,
+            *(json.dumps(queue) for queue in queues),
+        ]
+        return _Plan(
+            queues=queues,
+            keys=[
+                keys.unacked,
+                keys.unacked_index,
+                keys.deliveries,
+                *(keys.delayed(queue) for queue in queues),
+                *lists,
+            ],
+            middle=middle,
+            lists=lists,
+            queue_of_list=queue_of_list,
+        )
+
+    def _fetch_ready(
+        self, plan: _Plan, limit: int, now: float, popped: tuple[int, list[bytes]] | None
+    ) -> tuple[list[Delivery], float | None, float | None]:
+        """Run the fetch script; the deliveries, the next due time, the oldest delivery."""
+        seq = next(self._fetches)
+        prefix = f"{self._instance}.{seq}."
+        popped_queue, messages = popped if popped is not None else (0, [])
+        # ARGV: now, limit, tag prefix, max moves, nq, ns, popped queue, np, steps, names, popped
+        middle = plan.middle
+        args: list[str | bytes | int | float] = [
+            repr(now),
+            limit,
+            prefix,
+            middle[0],
+            middle[1],
+            middle[2],
+            popped_queue,
+            len(messages),
+            *middle[3:],
+            *messages,
+        ]
+        with _broker_errors("fetch"):
+            reply: Any = FETCH(self._redis, plan.keys, args)
+        return self._deliveries(plan, reply, seq)
+
+    def _deliveries(
+        self, plan: _Plan, reply: list[Any], seq: int
+    ) -> tuple[list[Delivery], float | None, float | None]:
+        next_due = float(reply[0]) if reply[0] else None
+        oldest = float(reply[1]) if reply[1] else None
+        deliveries: list[Delivery] = []
+        broken: list[tuple[str, str, bytes, str]] = []
+        queues = plan.queues
+        order = seq << 20
+        decode = Envelope.decode
+        for i in range(2, len(reply), 4):
+            position: int = reply[i]
+            queue = queues[position - 1]
+            tag: str = reply[i + 1].decode()
+            count: int = reply[i + 2]
+            message: bytes = reply[i + 3]
+            try:
+                envelope = decode(message)
+            except ProtocolError as exc:
+                broken.append((queue, tag, message, str(exc)))
+                continue
+            counted = (envelope.delivery_tag or "") if count > 1 else ""
+            order += 1
+            deliveries.append(
+                Delivery(
+                    queue=queue,
+                    envelope=envelope,
+                    tag=tag,
+                    deliveries=count,
+                    handle=RedisHandle(tag, queue, message, counted, order),
+                )
+            )
+        if broken:
+            self._dead_letter_unreadable(broken)
+        if deliveries:
+            self._unacked.add(deliveries)
+            if self.options.queue_order_strategy == "round_robin":
+                last = deliveries[-1].queue
+                self._round_robin = [q for q in plan.queues if q != last] + [last]
+        return deliveries, next_due, oldest
+
+    def _block(self, plan: _Plan, wait: float, limit: int) -> tuple[int, list[bytes]] | None:
+        """Wait up to ``wait`` seconds for a message on any of the lists and pop it."""
+        seconds = round(wait, 3)
+        with _broker_errors("fetch"):
+            if self._blmpop:
+                reply: Any = self._redis.execute_command(
+                    "BLMPOP", seconds, len(plan.lists), *plan.lists, "RIGHT", "COUNT", limit
+                )
+                if not reply:
+                    return None
+                key, messages = reply[0], list(reply[1])
+            else:
+                reply = self._redis.execute_command("BRPOP", *plan.lists, seconds)
+                if not reply:
+                    return None
+                key, messages = reply[0], [reply[1]]
+        return plan.queue_of_list[key], messages
+
+    def _record_popped(
+        self, plan: _Plan, limit: int, popped: tuple[int, list[bytes]]
+    ) -> tuple[list[Delivery], float | None, float | None]:
+        """Record what a blocking pop took; one retry, as the messages exist only here."""
+        try:
+            return self._fetch_ready(plan, limit, time.time(), popped)
+        except TransportError as first:
+            logger.warning(
+                "Recording %d popped message(s) failed (%s); retrying", len(popped[1]), first
+            )
+            time.sleep(0.05)
+            try:
+                return self._fetch_ready(plan, limit, time.time(), popped)
+            except TransportError:
+                logger.error(
+                    "Lost %d message(s) popped from %r: Redis failed before they were recorded",
+                    len(popped[1]),
+                    plan.queues[popped[0] - 1],
+                )
+                raise
+
+    def _dead_letter_unreadable(self, broken: list[tuple[str, str, bytes, str]]) -> None:
+        # Not an envelope, so no header can say why: the bytes go to the dead-letter queue
+        # as they are, and the reason to the log.
+        with _broker_errors("dead_letter"):
+            for queue, tag, message, reason in broken:
+                dlq = dead_letter_queue(queue)
+                logger.error(
+                    "Message %s on %r is not a readable envelope, moved to %r: %s",
+                    tag,
+                    queue,
+                    dlq,
+                    reason,
+                )
+                DEAD_LETTER(
+                    self._redis,
+                    [
+                        self.keys.unacked,
+                        self.keys.unacked_index,
+                        self.keys.deliveries,
+                        self.keys.list_for(dlq, 0),
+                    ],
+                    [tag, "", message],
+                )
+
+    # -- restoring --------------------------------------------------------------------------
+
+    def _restore_allowed(self) -> bool:
+        return time.monotonic() >= self._restore_after
+
+    def _restore_expired(self) -> None:
+        """Give back deliveries past their timeout; at most once per interval per instance,
+        unless a round stopped at its limit with more waiting."""
+        interval = min(1.0, self.visibility_timeout / 4)
+        self._restore_after = time.monotonic() + interval
+        opts = self.options
+        with _broker_errors("restore"):
+            restored = restore_expired(
+                self._redis,
+                self.keys,
+                visibility_timeout=self.visibility_timeout,
+                mutex_expire=opts.unacked_mutex_expire,
+                limit=opts.unacked_restore_limit,
+                deadletter_queue=opts.deadletter_queue,
+            )
+        if restored is not None and restored == opts.unacked_restore_limit:
+            self._restore_after = 0.0
+
+    def _give_back(self, handles: Sequence[RedisHandle], *, head: bool) -> int:
+        plan = GiveBack(self.keys)
+        for handle in handles:
+            try:
+                message, priority = mark_redelivered(handle.message)
+            except ValueError:  # not JSON: it was dead-lettered at fetch, never handed out
+                message, priority = handle.message, 0
+            plan.push(handle.tag, message, priority, [handle.queue], head=head)
+        with _broker_errors("give back"):
+            return plan.run(self._redis)
+
+    # -- settling ---------------------------------------------------------------------------
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        handles = self._unacked.handles(deliveries)
+        if not handles:
+            return
+        self._settle(handles, "ack")
+        self._unacked.settled(handles)
+
+    def _settle(self, handles: Sequence[RedisHandle], action: str) -> None:
+        args: list[str] = []
+        for handle in handles:
+            args += (handle.tag, handle.counted)
+        with _broker_errors(action):
+            ACK(
+                self._redis,
+                [self.keys.unacked, self.keys.unacked_index, self.keys.deliveries],
+                args,
+            )
+
+    def reject(self, delivery: Delivery, *, requeue: bool) -> None:
+        handles = self._unacked.handles([delivery])
+        if requeue:
+            self._give_back(handles, head=False)
+        else:
+            self._settle(handles, "reject")
+        self._unacked.settled(handles)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        handles = self._unacked.handles([delivery])
+        handle = handles[0]
+        envelope = dead_lettered(delivery.envelope, reason)
+        dlq = self.keys.list_for(
+            dead_letter_queue(delivery.queue), message_priority(envelope.properties)
+        )
+        with _broker_errors("dead_letter"):
+            moved = DEAD_LETTER(
+                self._redis,
+                [self.keys.unacked, self.keys.unacked_index, self.keys.deliveries, dlq],
+                [handle.tag, handle.counted, envelope.encode()],
+            )
+        if not moved:
+            logger.info(
+                "Not dead-lettering %s from %r: it was given back or redelivered meanwhile",
+                delivery.tag,
+                delivery.queue,
+            )
+        self._unacked.settled(handles)
+
+    def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
+        """Keep the deliveries invisible ``seconds`` from now at least; never shortens.
+
+        The index holds delivery times and restorers compare them with *their* visibility
+        timeout, so the new "delivery time" is ``now + seconds - visibility_timeout``, raised
+        only (ZADD XX GT), and only for deliveries still recorded.
+        """
+        score = time.time() + check_seconds(seconds) - self.visibility_timeout
+        handles = self._unacked.handles(deliveries)
+        if not handles:
+            return
+        with _broker_errors("extend"):
+            self._redis.zadd(
+                self.keys.unacked_index, {h.tag: score for h in handles}, xx=True, gt=True
+            )
+
+    # -- fanout -----------------------------------------------------------------------------
+
+    def broadcast(self, exchange: str, envelope: Envelope) -> None:
+        channel = self.keys.publish_channel(
+            check_queue(exchange, "an exchange"), envelope.routing_key
+        )
+        with _broker_errors("broadcast"):
+            self._redis.publish(channel, envelope.encode())
+
+    def subscribe(self, exchange: str, callback: Callable[[Envelope], None]) -> Callable[[], None]:
+        patterns = self.keys.subscribe_patterns(check_queue(exchange, "an exchange"))
+        with self._lock:
+            if self._fanout is None:
+                self._fanout = FanoutListener(self._client)
+            fanout = self._fanout
+        return fanout.subscribe(patterns, callback)
+
+    def __repr__(self) -> str:
+        from taskq.urls import mask_url
+
+        return f"<RedisTransport {mask_url(self.url)}>"
