@@ -1,0 +1,55 @@
+"""``tools/bench redis --quick`` runs taskq, Celery and Dramatiq on the shared Redis and prints a
+number for each of them in every row of its table."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from taskq_testing.plugin import require_server
+from workspace import REPO_ROOT
+
+# The benchmark flushes its database; on the shared server that is always database 15, whatever
+# database $REDIS_URL names for the other tests.
+BENCH_DB = "/15"
+NUMBER = r"\d[\d,]*(?:\.\d+)?"
+ROWS = (
+    "publish, 1,000 delay()",
+    "publish, one group of 1,000",
+    "consume+execute",
+    "with worker start-up",
+    "round trip p50",
+    "round trip p99",
+    "worker peak RSS",
+    "worker start-up (s)",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.needs_server("Redis")
+def test_the_quick_redis_benchmark_measures_all_three_systems() -> None:
+    server = require_server("Redis", "REDIS_URL", "redis://127.0.0.1:6379/15", default_port=6379)
+    url = urlunsplit(urlsplit(server)._replace(path=BENCH_DB))
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tools" / "bench"), "redis", "--quick", "--url", url],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    out = done.stdout
+    assert done.returncode == 0, out[-6000:] + done.stderr[-3000:]
+    header = next(line for line in out.splitlines() if line.startswith("metric"))
+    assert header.split() == ["metric", "taskq", "Celery", "Dramatiq", "taskq/Celery",
+                              "taskq/Dramatiq"]  # fmt: skip
+    for label in ROWS:
+        line = next((line for line in out.splitlines() if label in line), None)
+        assert line is not None, f"no row {label!r} in:\n{out}"
+        cells = re.split(r"\s{2,}", line.strip())[1:]
+        assert len(cells) == 5, line
+        for cell in cells[:3]:  # a figure for each system
+            assert re.fullmatch(NUMBER + r"\*?", cell), line  # * marks a stand-in loop
+        for cell in cells[3:]:  # and both ratios
+            assert re.fullmatch(NUMBER + "x", cell), line
+    assert f"Redis {url}: this database is flushed" in out
