@@ -4,13 +4,15 @@
 with the defaults Celery's client fills in (ids, ``root_id``/``parent_id`` from the task that
 is running, ``countdown`` as an ``eta``, ``expires`` as a time, time limits, links as
 ``embed.callbacks``). :class:`Publisher` serializes, compresses, routes and publishes it with
-the retry policy, and fires ``before_task_publish``/``after_task_publish``.
+the retry policy, and fires ``before_task_publish``/``after_task_publish``; ``send_many``
+publishes several calls in one transport call.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -177,6 +179,48 @@ class Publisher:
         options: Mapping[str, Any],
         task: Task[Any, Any] | None = None,
     ) -> TaskMessage:
+        outgoing = self._prepare(name, args, kwargs, options, task)
+        outgoing.announce()
+        self._publish([outgoing.item], outgoing.options)
+        outgoing.published()
+        return outgoing.message
+
+    def send_many(
+        self,
+        items: Sequence[tuple[str, Sequence[Any], Mapping[str, Any], Mapping[str, Any]]],
+    ) -> list[TaskMessage]:
+        """Send ``(name, args, kwargs, options)`` calls in one ``publish_many``.
+
+        Each message is built, routed, serialized and signalled as :meth:`send` does (a name
+        registered here brings its task's defaults). They go out in one call so a broker can
+        write them in one round trip; that call has one retry policy, the first item's
+        ``retry``/``retry_policy`` options over the app's (a group gives all its members the
+        same options). A retried call may publish some messages twice, as a retried
+        :meth:`send` may.
+        """
+        tasks = self.app.tasks
+        batch = [
+            self._prepare(name, args, kwargs, options, tasks.get(name))
+            for name, args, kwargs, options in items
+        ]
+        if not batch:
+            return []
+        for outgoing in batch:
+            outgoing.announce()
+        self._publish([outgoing.item for outgoing in batch], batch[0].options)
+        for outgoing in batch:
+            outgoing.published()
+        return [outgoing.message for outgoing in batch]
+
+    def _prepare(
+        self,
+        name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        options: Mapping[str, Any],
+        task: Task[Any, Any] | None,
+    ) -> _Outgoing:
+        """The routed, serialized (and compressed) envelope for one call, not yet published."""
         app = self.app
         task_options = _task_routing_options(task)
         route = app.router.route(name, args, kwargs, options, task_options, task=task)
@@ -205,30 +249,12 @@ class Publisher:
             routing_key=route.routing_key,
             priority=message.properties.priority,
         )
-        signals.before_task_publish.send(
-            sender=name,
-            body=body,
-            exchange=route.exchange,
-            routing_key=route.routing_key,
-            headers=headers,
-            properties=properties,
-            declare=[route.spec],
-            retry_policy=options.get("retry_policy"),
-        )
         eta = message.headers.eta
         when = eta.timestamp() if eta is not None and eta.timestamp() > time.time() else None
-        self._publish(route.queue, envelope, when, options)
-        signals.after_task_publish.send(
-            sender=name,
-            body=body,
-            exchange=route.exchange,
-            routing_key=route.routing_key,
-            headers=headers,
-        )
-        return message
+        return _Outgoing(name, message, body, headers, properties, route, envelope, when, options)
 
     def _publish(
-        self, queue: str, envelope: Envelope, eta: float | None, options: Mapping[str, Any]
+        self, items: Sequence[tuple[str, Envelope, float | None]], options: Mapping[str, Any]
     ) -> None:
         conf = self.app.conf
         retry = options.get("retry", conf.task_publish_retry)
@@ -238,9 +264,14 @@ class Publisher:
         }
         attempts = int(policy.get("max_retries", 3)) + 1 if retry else 1
         delay = float(policy.get("interval_start", 0))
+        transport = self.app.transport
         for attempt in range(attempts):
             try:
-                self.app.transport.publish(queue, envelope, eta=eta)
+                if len(items) == 1:
+                    queue, envelope, eta = items[0]
+                    transport.publish(queue, envelope, eta=eta)
+                else:
+                    transport.publish_many(items)
                 return
             except TransportError:
                 if attempt + 1 >= attempts:
@@ -250,6 +281,49 @@ class Publisher:
                     delay + float(policy.get("interval_step", 0.2)),
                     float(policy.get("interval_max", 1)),
                 )
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """One call made ready to publish, with what its publish signals report."""
+
+    name: str
+    message: TaskMessage
+    body: list[Any]
+    headers: dict[str, Any]
+    properties: dict[str, Any]
+    route: Route
+    envelope: Envelope
+    when: float | None
+    options: Mapping[str, Any]
+
+    @property
+    def item(self) -> tuple[str, Envelope, float | None]:
+        """What ``Transport.publish_many`` takes: the queue, the envelope, the eta."""
+        return (self.route.queue, self.envelope, self.when)
+
+    def announce(self) -> None:
+        route = self.route
+        signals.before_task_publish.send(
+            sender=self.name,
+            body=self.body,
+            exchange=route.exchange,
+            routing_key=route.routing_key,
+            headers=self.headers,
+            properties=self.properties,
+            declare=[route.spec],
+            retry_policy=self.options.get("retry_policy"),
+        )
+
+    def published(self) -> None:
+        route = self.route
+        signals.after_task_publish.send(
+            sender=self.name,
+            body=self.body,
+            exchange=route.exchange,
+            routing_key=route.routing_key,
+            headers=self.headers,
+        )
 
 
 def _task_routing_options(task: Task[Any, Any] | None) -> dict[str, Any]:

@@ -1,0 +1,128 @@
+"""``Publisher.send_many``: several calls built like ``send`` and published in one transport call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from taskq import TaskQ, signals
+from taskq.contracts import TransportError
+from taskq.transports.memory import MemoryTransport
+from taskq_protocol import Envelope
+
+
+class CountingTransport(MemoryTransport):
+    """The real in-memory broker, counting publish calls and failing the first ``failures``."""
+
+    def __init__(self, url: str, failures: int = 0) -> None:
+        super().__init__(url, {})
+        self.failures = failures
+        self.calls: list[str] = []
+
+    def publish(self, queue: str, envelope: Envelope, *, eta: float | None = None) -> None:
+        self.calls.append("publish")
+        super().publish(queue, envelope, eta=eta)
+
+    def publish_many(self, items: Sequence[tuple[str, Envelope, float | None]]) -> None:
+        self.calls.append(f"publish_many({len(items)})")
+        if self.failures:
+            self.failures -= 1
+            raise TransportError("broker away")
+        super().publish_many(items)
+
+
+def counting(app: TaskQ, failures: int = 0) -> CountingTransport:
+    transport = CountingTransport(app.broker_url, failures)
+    app._transport = transport  # pyright: ignore[reportPrivateUsage]
+    return transport
+
+
+def test_each_call_is_built_like_send_and_published_in_one_call(app: TaskQ, take: Any) -> None:
+    @app.task(serializer="msgpack", compression="zlib", time_limit=30)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    app.conf.task_routes = {"reports.*": {"queue": "slow"}}
+    transport = counting(app)
+    items: list[tuple[str, Sequence[Any], Mapping[str, Any], Mapping[str, Any]]] = [
+        (add.name, (1, 2), {}, {}),
+        ("reports.monthly", (), {"month": 5}, {"priority": 3}),
+        (add.name, (3, 4), {}, {"task_id": "chosen-id", "serializer": "json"}),
+    ]
+    messages = app.publisher.send_many(items)
+
+    assert transport.calls == ["publish_many(3)"]
+    assert [m.name for m in messages] == [add.name, "reports.monthly", add.name]
+    assert messages[2].id == "chosen-id"
+    first, envelope = take(app)
+    assert (first.id, first.args) == (messages[0].id, [1, 2])
+    assert envelope.content_type == "application/x-msgpack"  # the task's serializer
+    assert envelope.headers["compression"] == "application/x-gzip"
+    assert first.headers.timelimit == (30, None)
+    third, envelope = take(app)
+    assert (third.id, third.args) == ("chosen-id", [3, 4])
+    assert envelope.content_type == "application/json"  # the call's option wins
+    report, envelope = take(app, "slow")
+    assert (report.id, report.kwargs) == (messages[1].id, {"month": 5})
+    assert envelope.routing_key == "slow"
+    assert envelope.priority == 3
+
+
+def test_signals_fire_for_every_message_around_the_publish(app: TaskQ) -> None:
+    seen: list[tuple[str, str, int]] = []
+
+    def before(sender: str, headers: Mapping[str, Any], **_: Any) -> None:
+        seen.append(("before", headers["id"], app.transport.queue_length("celery")))
+
+    def after(sender: str, headers: Mapping[str, Any], **_: Any) -> None:
+        seen.append(("after", headers["id"], app.transport.queue_length("celery")))
+
+    signals.before_task_publish.connect(before)
+    signals.after_task_publish.connect(after)
+    try:
+        messages = app.publisher.send_many([("a", (), {}, {}), ("b", (), {}, {})])
+    finally:
+        signals.before_task_publish.disconnect(before)
+        signals.after_task_publish.disconnect(after)
+    one, two = (m.id for m in messages)
+    # Every "before" runs before anything is on the queue; every "after" once all are.
+    assert seen == [
+        ("before", one, 0),
+        ("before", two, 0),
+        ("after", one, 2),
+        ("after", two, 2),
+    ]
+
+
+def test_a_countdown_keeps_that_message_in_the_broker(app: TaskQ, take: Any) -> None:
+    now, later = app.publisher.send_many([("t", (1,), {}, {}), ("t", (2,), {}, {"countdown": 60})])
+    message, _ = take(app)
+    assert message.id == now.id
+    assert app.transport.fetch(["celery"], 10, 0.05) == []  # the other waits for its eta
+    assert later.headers.eta is not None
+    assert later.headers.eta.timestamp() > time.time() + 50
+
+
+def test_a_failed_publish_is_retried_with_the_policy(app: TaskQ) -> None:
+    app.conf.task_publish_retry_policy = {"max_retries": 2, "interval_start": 0}
+    transport = counting(app, failures=2)
+    app.publisher.send_many([("t", (), {}, {}), ("t", (), {}, {})])
+    assert transport.calls == ["publish_many(2)"] * 3
+    assert app.transport.queue_length("celery") == 2
+
+
+def test_without_retry_the_first_failure_is_raised(app: TaskQ) -> None:
+    transport = counting(app, failures=1)
+    with pytest.raises(TransportError, match="broker away"):
+        app.publisher.send_many([("t", (), {}, {"retry": False}), ("t", (), {}, {})])
+    assert transport.calls == ["publish_many(2)"]
+    assert app.transport.queue_length("celery") == 0
+
+
+def test_nothing_to_send_publishes_nothing(app: TaskQ) -> None:
+    transport = counting(app)
+    assert app.publisher.send_many([]) == []
+    assert transport.calls == []
