@@ -49,7 +49,6 @@ class Round:
     tasks: int
     batch_per_s: float | None = None
     batch_how: str = ""
-    batch_fallback: bool = False  # published by a stand-in loop, not the system's batch call
     publish_per_s: float | None = None
     consume_per_s: float | None = None
     consume_with_startup_per_s: float | None = None
@@ -58,6 +57,7 @@ class Round:
     rtt_p99_ms: float | None = None
     peak_rss_bytes: int | None = None
     rss_samples: int = 0
+    load_average: float = 0.0  # 1-minute load average when the round began: others' CPU use
     extra_executions: int | None = None  # executions beyond the tasks sent (redeliveries)
     error: str | None = None
     log_path: str = ""
@@ -119,7 +119,7 @@ def run_round(
 ) -> Round:  # fmt: skip
     db.flush()
     counter = CounterWatch(db.client)
-    result = Round(system=name, tasks=tasks)
+    result = Round(system=name, tasks=tasks, load_average=os.getloadavg()[0])
     worker: WorkerProcess | None = None
     client: Client | None = None
     try:
@@ -128,7 +128,7 @@ def run_round(
         client.purge()
 
         started = time.perf_counter()
-        result.batch_how, result.batch_fallback = client.publish_batch(tasks, chunk=tasks)
+        result.batch_how = client.publish_batch(tasks, chunk=tasks)
         result.batch_per_s = tasks / (time.perf_counter() - started)
         client.purge()
 
@@ -176,7 +176,7 @@ def run_million(db: ScratchDatabase, tasks: int, concurrency: int, workdir: Path
     client = CLIENTS["taskq"]()
     try:
         started = time.perf_counter()
-        result.publish_how = client.publish_batch(tasks, chunk=MILLION_CHUNK).how
+        result.publish_how = client.publish_batch(tasks, chunk=MILLION_CHUNK)
         result.publish_per_s = tasks / (time.perf_counter() - started)
         result.redis_memory_bytes = db.used_memory()
 
@@ -275,9 +275,6 @@ def _metric_rows(rounds: dict[str, Round], tasks: int, calls: int) -> list[list[
 
     higher_is_better(f"publish, {tasks:,} delay() (tasks/s)", lambda r: r.publish_per_s)
     higher_is_better(f"publish, one group of {tasks:,} (tasks/s)", lambda r: r.batch_per_s)
-    for column, r in enumerate((taskq, celery, dramatiq), start=1):
-        if r.batch_fallback and r.batch_per_s is not None:
-            rows[-1][column] += "*"  # see the "groups published with" notes
     higher_is_better("consume+execute (tasks/s)", lambda r: r.consume_per_s)
     higher_is_better("  with worker start-up (tasks/s)", lambda r: r.consume_with_startup_per_s)
     lower_is_better(f"round trip p50, {calls:,} calls (ms)", lambda r: r.rtt_p50_ms, _ms)
@@ -318,11 +315,13 @@ def report(result: Result) -> str:
         ),
         "",
         "groups published with:",
-        *(
-            f"  {r.system:<9} {'* ' if r.batch_fallback else ''}{r.batch_how or '-'}"
-            for r in result.rounds
-        ),
+        *(f"  {r.system:<9} {r.batch_how or '-'}" for r in result.rounds),
     ]
+    loads = ", ".join(f"{r.system} {r.load_average:.1f}" for r in result.rounds)
+    lines.append(
+        f"1-min load average as each round began ({result.concurrency} CPUs): {loads}; "
+        "anything above 0 is other work competing with the round"
+    )
     for r in result.rounds:
         if r.extra_executions:
             lines.append(f"{r.system}: {r.extra_executions:+,} executions beyond the tasks sent")

@@ -8,19 +8,12 @@ pool at ``concurrency`` processes.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 if TYPE_CHECKING:
     from celery import Task as CeleryTask
 
 LOG_LEVEL = "WARNING"
-
-
-class Batching(NamedTuple):
-    """How a client published a group: what it called, and whether that was a stand-in loop."""
-
-    how: str
-    fallback: bool = False
 
 
 class Client(Protocol):
@@ -29,8 +22,8 @@ class Client(Protocol):
     def publish(self, count: int) -> None:
         """``count`` calls of the increment task's ``delay()`` (or its equivalent)."""
 
-    def publish_batch(self, count: int, chunk: int) -> Batching:
-        """``count`` increments published as groups of ``chunk``; says how that was done."""
+    def publish_batch(self, count: int, chunk: int) -> str:
+        """``count`` increments published as groups of ``chunk``; returns how that was done."""
         ...
 
     def purge(self) -> None:
@@ -60,7 +53,7 @@ class CeleryClient:
         for _ in range(count):
             delay()
 
-    def publish_batch(self, count: int, chunk: int) -> Batching:
+    def publish_batch(self, count: int, chunk: int) -> str:
         from celery import group
 
         signature = self.increment.s
@@ -68,7 +61,7 @@ class CeleryClient:
             group(signature() for _ in range(min(chunk, count - start))).apply_async()
         # Seen with MONITOR: an LPUSH per task, and a SUBSCRIBE to each task's result channel
         # for the GroupResult, even though the task ignores its result.
-        return Batching("group(...).apply_async(): an LPUSH and a result SUBSCRIBE per task")
+        return "group(...).apply_async(): an LPUSH and a result SUBSCRIBE per task"
 
     def purge(self) -> None:
         self.module.app.control.purge()
@@ -97,13 +90,13 @@ class DramatiqClient:
         for _ in range(count):
             send()
 
-    def publish_batch(self, count: int, chunk: int) -> Batching:
+    def publish_batch(self, count: int, chunk: int) -> str:
         import dramatiq
 
         actor = self.module.increment
         for start in range(0, count, chunk):
             dramatiq.group(actor.message() for _ in range(min(chunk, count - start))).run()
-        return Batching("group(...).run(): no batched enqueue in Dramatiq, one EVALSHA per task")
+        return "group(...).run(): no batched enqueue in Dramatiq, one EVALSHA per task"
 
     def purge(self) -> None:
         self.module.broker.flush_all()
@@ -134,20 +127,12 @@ class TaskqClient:
         for _ in range(count):
             delay()
 
-    def publish_batch(self, count: int, chunk: int) -> Batching:
-        app = self.module.app
-        task = self.module.increment
-        # ignore_result spelled out: an item names its task, it does not carry its options.
-        options: dict[str, Any] = {"ignore_result": True}
-        send_many = getattr(app.publisher, "send_many", None)
-        if send_many is None:
-            for _ in range(count):
-                app.publisher.send(task.name, (), {}, options, task=task)
-            return Batching("a loop of Publisher.send (Publisher.send_many is not in taskq yet)",
-                            fallback=True)  # fmt: skip
+    def publish_batch(self, count: int, chunk: int) -> str:
+        send_many = self.module.app.publisher.send_many
+        item = (self.module.increment.name, (), {}, {})  # the task's own ignore_result applies
         for start in range(0, count, chunk):
-            send_many([(task.name, (), {}, options)] * min(chunk, count - start))
-        return Batching("Publisher.send_many(...): one transport.publish_many per group")
+            send_many([item] * min(chunk, count - start))
+        return "Publisher.send_many(...): one transport.publish_many per group"
 
     def purge(self) -> None:
         app = self.module.app
