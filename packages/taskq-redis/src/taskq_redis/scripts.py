@@ -113,12 +113,22 @@ end
 
 local out = {next_due, ''}
 local taken = 0
+-- One HSET and one ZADD for the whole batch (in pieces under Lua's unpack limit).
+local records, scores = {}, {}
+
+local function flush(command, key, args)
+  for first = 1, #args, 1000 do
+    redis.call(command, key, unpack(args, first, math.min(first + 999, #args)))
+  end
+end
 
 local function record(q, message)
   taken = taken + 1
   local tag = tag_prefix .. taken
-  redis.call('HSET', KEYS[1], tag, '[' .. message .. ',"",' .. ARGV[names_at + q] .. ']')
-  redis.call('ZADD', KEYS[2], now, tag)
+  records[#records + 1] = tag
+  records[#records + 1] = '[' .. message .. ',"",' .. ARGV[names_at + q] .. ']'
+  scores[#scores + 1] = now
+  scores[#scores + 1] = tag
   local count = 1
   -- Only a message given back carries a "redelivered" flag; skip decoding the others.
   if string.find(message, 'redelivered', 1, true) then
@@ -164,6 +174,11 @@ for l = 1, ns * nq do
     if not message then break end
     record(q, message)
   end
+end
+
+if taken > 0 then
+  flush('HSET', KEYS[1], records)
+  flush('ZADD', KEYS[2], scores)
 end
 
 local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')

@@ -146,7 +146,11 @@ class RedisTransport:
         socket_timeout = socket_timeout or _DEFAULT_SOCKET_TIMEOUT
         self._block_cap = max(socket_timeout - 1.0, socket_timeout / 2)
         self._unacked = Unacked(RedisHandle, "Redis")
-        self._instance = secrets.token_hex(8)
+        # Delivery tags are "<instance>.<fetch>.<n>": unique without a round trip. The 64
+        # characters also make every tag longer than Redis's zset-max-listpack-value (64), so
+        # unacked_index is a skiplist from its first member: a listpack's inserts scan every
+        # entry, which measured 6.6 us per delivered message at 100 in flight, against 0.5.
+        self._instance = secrets.token_hex(32)
         self._fetches = itertools.count(1)
         self._plans: dict[tuple[str, ...], _Plan] = {}
         self._lock = threading.Lock()
