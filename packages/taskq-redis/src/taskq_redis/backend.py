@@ -10,9 +10,11 @@ saved by one restores on the other.
   round trip; a stored SUCCESS is never replaced (one Lua script checks and writes).
   ``store_many`` is one script call for the whole batch.
 - **Waiting** (:mod:`taskq_redis.results_subscriber`): pub/sub, not polling. One connection and
-  one listener thread per backend (started by the first ``wait``) serve every waiting thread;
-  a waiter subscribes, then reads the keys, then takes what is published. After a lost
-  connection the listener subscribes again and the waiters read again.
+  one listener thread per backend (started by the first ``wait`` that finds a result missing)
+  serve every waiting thread. A waiter reads the keys (finished work costs one MGET), then
+  subscribes to the missing ones, reads them again once the subscription is confirmed, and
+  takes what is published. After a lost connection the listener subscribes again and the
+  waiters read again.
 - **Groups**: ``celery-taskset-meta-<gid>`` holds ``{"result": <GroupResult tuple>}``, written
   like a result (expiry, publish).
 - **Chords** (:mod:`taskq_redis.chords`): Celery 5.7.0's keys and rules, one atomic script.
@@ -134,22 +136,25 @@ class RedisBackend:
 
     def wait(self, task_ids: Sequence[str], timeout: float | None) -> dict[str, ResultMeta]:
         wanted = list(dict.fromkeys(task_ids))
-        if not wanted:
-            return {}
         deadline = None if timeout is None else time.monotonic() + timeout
-        by_channel = {self.keys.task(task_id).encode(): task_id for task_id in wanted}
+        # Finished work (a join on a done group) costs one MGET and no subscription. Only
+        # what is missing is subscribed to, and read again once the subscription is confirmed.
+        ready = self._read_ready(wanted)
+        missing = [task_id for task_id in wanted if task_id not in ready]
+        if not missing or (deadline is not None and deadline <= time.monotonic()):
+            return ready
+        by_channel = {self.keys.task(task_id).encode(): task_id for task_id in missing}
         subscriber = self._subscriber_here()
         subscription = subscriber.subscribe(by_channel)
-        ready: dict[str, ResultMeta] = {}
         try:
-            read_at = -1
+            read_at = 0  # the read above was before generation 1, the first confirmed one
             while True:
                 # A read that starts after every channel is confirmed misses nothing: what is
-                # stored later is published to us. Earlier reads are a head start.
+                # stored later is published to us.
                 generation = subscription.generation
                 if generation != read_at:
                     read_at = generation
-                    ready.update(self._read_ready([t for t in wanted if t not in ready]))
+                    ready.update(self._read_ready([t for t in missing if t not in ready]))
                 if len(ready) == len(wanted):
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
