@@ -47,7 +47,7 @@ def cleanup(raw: redis.Redis) -> Iterator[Callable[[str], None]]:
     prefixes: list[str] = []
     yield prefixes.append
     for prefix in prefixes:
-        keys = list(raw.scan_iter(match=prefix.replace("[", "\\[") + "*"))
+        keys = list(raw.scan_iter(match=prefix.replace("[", "\\[") + "*", count=10_000))
         if keys:
             raw.delete(*keys)
 
@@ -215,7 +215,7 @@ def test_declare_queue_writes_the_bindings_kombu_writes(
 
     def tables() -> dict[str, Any]:
         found: dict[str, Any] = {}
-        for key in raw.scan_iter(match=prefix + "*"):
+        for key in raw.scan_iter(match=prefix + "*", count=10_000):
             raw_key: Any = key  # bytes: the client does not decode
             name = raw_key.decode()[len(prefix) :]
             kind: Any = raw.type(key)
@@ -235,7 +235,7 @@ def test_declare_queue_writes_the_bindings_kombu_writes(
         )(conn.default_channel).declare()
     written_by_kombu = tables()
     assert written_by_kombu, "kombu wrote no binding table"
-    raw.delete(*raw.scan_iter(match=prefix + "*"))
+    raw.delete(*raw.scan_iter(match=prefix + "*", count=10_000))
 
     transport = taskq(global_keyprefix=prefix)
     transport.declare_queue(
@@ -254,7 +254,7 @@ def test_declare_queue_on_the_default_exchange_writes_no_table(
     taskq: Callable[..., RedisTransport], raw: redis.Redis, prefix: str
 ) -> None:
     taskq(global_keyprefix=prefix).declare_queue(QueueSpec(name="q", routing_key="q"))
-    assert list(raw.scan_iter(match=prefix + "*")) == []
+    assert list(raw.scan_iter(match=prefix + "*", count=10_000)) == []
 
 
 def test_kombu_publishes_through_a_table_taskq_declared(

@@ -27,7 +27,7 @@ class TestRedisTransportConformance(TransportConformance):
         """This test's unacked keys' common prefix; deleted after its transports closed."""
         yield unique_name
         client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{unique_name}.*"))
+        keys = list(client.scan_iter(match=f"{unique_name}.*", count=10_000))
         if keys:
             client.delete(*keys)
         client.close()

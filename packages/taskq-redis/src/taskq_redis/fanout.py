@@ -27,7 +27,7 @@ logger = logging.getLogger("taskq_redis.transport")
 Callback = Callable[[Envelope], None]
 
 #: How long one read waits, which bounds how long stop() waits for the thread.
-_READ_TIMEOUT = 0.5
+_READ_TIMEOUT = 0.2
 _RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 

@@ -37,9 +37,11 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -74,6 +76,8 @@ logger = logging.getLogger("taskq_redis.transport")
 MAX_DUE_MOVES = 1000
 #: A blocking wait shorter than this is not worth a round trip: sleep instead.
 _MIN_BLOCK = 0.01
+#: The most deliveries one fetch restores when ``unacked_restore_limit`` does not say.
+_RESTORE_PER_FETCH = 1000
 #: redis-py's read timeout when the options set none; a blocking wait stays below it.
 _DEFAULT_SOCKET_TIMEOUT = 5.0
 
@@ -163,6 +167,16 @@ class RedisTransport:
         self._expiring_bindings: dict[str, list[tuple[str, str, str]]] = {}
         self._refresh_after = 0.0
         self._round_robin: list[str] = []
+        _instances.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child (a prefork pool process) inherits this object but none of its
+        threads: fresh locks, no listener, and none of the parent's deliveries, so nothing
+        the child does can give back or settle what the parent holds."""
+        self._lock = threading.Lock()
+        self._unacked = Unacked(RedisHandle, "Redis")
+        self._fanout = None
+        # redis-py's pool notices the new pid and opens its own connections.
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -538,17 +552,20 @@ class RedisTransport:
         interval = min(1.0, self.visibility_timeout / 4)
         self._restore_after = time.monotonic() + interval
         opts = self.options
+        # A bound per fetch, so a crashed worker's thousands of deliveries come back over
+        # several fetches instead of holding this one for seconds.
+        limit = opts.unacked_restore_limit or _RESTORE_PER_FETCH
         with _broker_errors("restore"):
             restored = restore_expired(
                 self._redis,
                 self.keys,
                 visibility_timeout=self.visibility_timeout,
                 mutex_expire=opts.unacked_mutex_expire,
-                limit=opts.unacked_restore_limit,
+                limit=limit,
                 deadletter_queue=opts.deadletter_queue,
             )
-        if restored is not None and restored == opts.unacked_restore_limit:
-            self._restore_after = 0.0
+        if restored == limit:
+            self._restore_after = 0.0  # more may be waiting: carry on at the next fetch
 
     def _give_back(self, handles: Sequence[RedisHandle], *, head: bool) -> int:
         plan = GiveBack(self.keys)
@@ -647,3 +664,14 @@ class RedisTransport:
         from taskq.urls import mask_url
 
         return f"<RedisTransport {mask_url(self.url)}>"
+
+
+_instances: weakref.WeakSet[RedisTransport] = weakref.WeakSet()
+
+
+def _reset_in_child() -> None:
+    for transport in list(_instances):
+        transport._after_fork_in_child()  # pyright: ignore[reportPrivateUsage]
+
+
+os.register_at_fork(after_in_child=_reset_in_child)
