@@ -19,8 +19,9 @@ side publishes, either side consumes, either side restores what the other abando
   instance's deliveries at once (kombu's ``restore_at_shutdown``).
 - **Delay**: ``publish(..., eta=t)`` keeps the message in ``_taskq.delayed.<queue>`` until
   ``t``; the fetch that finds it due moves it to the tail of its list, exactly once. With the
-  option ``delayed_delivery=False`` it goes to the list at once and the worker holds it until
-  due, which is what Celery does.
+  option ``delayed_delivery=False`` it goes to the list at once and the worker that takes it
+  holds it until due, which is what Celery does: for clients whose queues only Celery workers
+  consume (it breaks the contract for taskq workers, which give early messages back to wait).
 - **Requeue**: ``reject(requeue=True)`` puts the message at the *tail* of its queue, as kombu
   does, so a message that keeps failing does not starve the others.
 - **Counting**: ``queue_length`` and ``purge`` cover the lists and the delayed set; deliveries

@@ -40,7 +40,8 @@ class TransportOptions:
     fanout_prefix: str = "/{db}."
     fanout_patterns: bool = True
     queue_order_strategy: str = "priority"
-    #: Keep ``eta`` messages in Redis until due (False: publish them at once, as Celery does).
+    #: Keep ``eta`` messages in Redis until due (False: publish them at once, as Celery does;
+    #: only for clients whose queues Celery workers alone consume).
     delayed_delivery: bool = True
     #: Where a restored message goes when its exchange's routing table names no queue.
     deadletter_queue: str | None = None
