@@ -44,7 +44,7 @@ from typing import Any, cast
 import redis
 
 from taskq.backends.codec import ResultCodec
-from taskq.contracts import BackendOptions, ChordPart
+from taskq.contracts import BackendError, BackendOptions, ChordPart
 from taskq.transports.options import BACKEND_OPTIONS
 from taskq_protocol import ResultMeta, states
 from taskq_redis.backend_keys import ResultKeys
@@ -98,6 +98,7 @@ class RedisBackend:
         )
         self._lock = threading.Lock()
         self._subscriber: ResultSubscriber | None = None
+        self._closed = False
         _instances.add(self)
 
     @property
@@ -187,6 +188,8 @@ class RedisBackend:
 
     def _subscriber_here(self) -> ResultSubscriber:
         with self._lock:
+            if self._closed:
+                raise BackendError("the Redis result backend is closed")
             if self._subscriber is None:
                 self._subscriber = ResultSubscriber(self._client)
             return self._subscriber
@@ -233,6 +236,7 @@ class RedisBackend:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             subscriber, self._subscriber = self._subscriber, None
         if subscriber is not None:
             subscriber.close()

@@ -27,12 +27,14 @@ __all__ = ["RetryPolicy", "CONNECTION_ERRORS"]
 
 T = TypeVar("T")
 
-#: What "Redis is unreachable for now" looks like to redis-py (a restart, a failover, a dropped
-#: socket, a server still loading its data set).
+#: What "Redis is unreachable for now" looks like to redis-py: a restart, a dropped socket, a
+#: server still loading its data set, or a failover (the old master, now a replica, refuses
+#: writes until Sentinel names the new one).
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.BusyLoadingError,
+    redis.ReadOnlyError,
     OSError,
 )
 _KEYS = frozenset({"max_retries", "interval_start", "interval_step", "interval_max"})
