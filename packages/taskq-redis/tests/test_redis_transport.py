@@ -428,3 +428,16 @@ def test_a_forked_child_publishes_without_touching_the_parents_deliveries(
     assert os.waitstatus_to_exitcode(status) == 0
     assert ids(parent.fetch(["q"], 10, 1.0)) == [task_id_of(from_child)]
     parent.ack([held])
+
+
+def test_brpop_serves_idle_fetches_on_servers_before_redis_7(open_transport: Open) -> None:
+    transport = open_transport()
+    transport._blmpop = False  # pyright: ignore[reportPrivateUsage] - as connect() finds on 6.2
+    envelope = make_envelope("q")
+    timer = threading.Timer(0.2, transport.publish, ("q", envelope))
+    timer.start()
+    try:
+        got = transport.fetch(["q"], 10, 3.0)
+    finally:
+        timer.join()
+    assert ids(got) == [task_id_of(envelope)]

@@ -346,3 +346,31 @@ def test_building_a_transport_touches_no_network() -> None:
     with pytest.raises(TransportError, match="connect"):
         transport.connect()
     transport.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost/0",
+        "rediss://localhost/0",
+        "redis+socket:///tmp/redis.sock",
+        "sentinel://localhost:26379",
+    ],
+)
+def test_taskq_finds_the_transport_for_every_url_form(url: str) -> None:
+    from taskq import plugins
+
+    assert plugins.TRANSPORTS.load(plugins.scheme_of(url)) is RedisTransport
+
+
+def test_an_acl_user_without_dangerous_commands(redis_server: Any, unique_name: str) -> None:
+    """user:password from the URL; INFO (an @dangerous command) refused is no obstacle."""
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.execute_command(
+        "ACL", "SETUSER", "worker", "on", ">s3cret", "~*", "&*", "+@all", "-@dangerous"
+    )
+    admin.close()
+    url = f"redis://worker:s3cret@127.0.0.1:{redis_server.port}/0"
+    with pytest.raises(redis.ResponseError):
+        client_from_url(url, {}).info("server")
+    round_trip(url, {}, unique_name)

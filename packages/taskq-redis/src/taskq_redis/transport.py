@@ -187,8 +187,12 @@ class RedisTransport:
             if self._connected:
                 return
             with _broker_errors("connect"):
-                info = self._redis.info("server")
-            version = str(info.get("redis_version", "0"))
+                try:
+                    version = str(self._redis.info("server").get("redis_version", "7"))
+                except redis.ResponseError:
+                    # An ACL without INFO (@dangerous): assume BLMPOP, fall back if refused.
+                    self._redis.execute_command("PING")
+                    version = "7"
             major = version.split(".", maxsplit=1)[0]
             self._blmpop = major.isdigit() and int(major) >= 7
             self._connected = True
@@ -484,9 +488,15 @@ class RedisTransport:
         seconds = round(wait, 3)
         with _broker_errors("fetch"):
             if self._blmpop:
-                reply: Any = self._redis.execute_command(
-                    "BLMPOP", seconds, len(plan.lists), *plan.lists, "RIGHT", "COUNT", limit
-                )
+                try:
+                    reply: Any = self._redis.execute_command(
+                        "BLMPOP", seconds, len(plan.lists), *plan.lists, "RIGHT", "COUNT", limit
+                    )
+                except redis.ResponseError as exc:
+                    if "unknown command" not in str(exc).lower():
+                        raise
+                    self._blmpop = False  # Redis < 7
+                    return None
                 if not reply:
                     return None
                 key, messages = reply[0], list(reply[1])
