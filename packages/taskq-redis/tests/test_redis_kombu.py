@@ -473,3 +473,24 @@ def test_global_keyprefix_matches_kombus_keys(
     assert delivery.envelope.body == b'{"n": 2}'
     assert raw.hexists(f"{prefix}unacked", delivery.tag)
     transport.ack([delivery])
+
+
+def test_control_broadcasts_use_celerys_pidbox_channel(
+    taskq: Callable[..., RedisTransport], redis_url: str, unique_name: str
+) -> None:
+    """taskq's control requests for ``celery.pidbox`` go to ``/0.celery.pidbox`` on database
+    0, where Celery workers listen (no routing key, so no ``/<routing key>`` suffix)."""
+    from taskq.control import request_envelope
+
+    listener = redis.Redis.from_url(redis_url).pubsub()
+    listener.psubscribe("/0.celery.pidbox")
+    wait_until(lambda: listener.get_message(timeout=0.1), 2.0, message="subscribed")
+    envelope = request_envelope("ping", {}, ticket=unique_name, reply_to=None)
+    taskq().broadcast("celery.pidbox", envelope)
+
+    def ours() -> bool:
+        message = listener.get_message(timeout=0.1)
+        return bool(message) and Envelope.decode(message["data"]).body == envelope.body
+
+    wait_until(ours, 2.0, message="the broadcast on /0.celery.pidbox")
+    listener.close()
