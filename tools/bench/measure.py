@@ -3,6 +3,8 @@
 - :class:`CounterWatch` reads the counter the tasks increment (``peers.counter``) and waits for
   it to reach a target, so every system is timed the same way: by the side effect of its tasks,
   not by its own bookkeeping (queue lengths, results).
+- :class:`OtherCpu` says how busy the machine was with work that is not the benchmark's while a
+  round ran: rounds run one after another, so another program's burst skews one system only.
 - :class:`TreeRssSampler` sums the RSS of a process and all its descendants every ~50 ms in a
   thread and keeps the peak. Pages shared after a fork count once per process, as ``ps`` shows
   them: the figure is what the tree costs by that measure, not its unique memory.
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -57,6 +60,49 @@ class CounterWatch:
                     f"the count was {self.count():,} of {target:,} after {timeout:.0f} s"
                 )
             time.sleep(0.005)
+
+
+def _busy_seconds() -> float:
+    times = psutil.cpu_times()
+    return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
+
+
+def _own_seconds(redis_pid: int | None) -> float:
+    # This process and its reaped children: a worker stopped and waited for brings its pool
+    # children's time along (each parent waits for its own).
+    mine = os.times()
+    total = mine.user + mine.system + mine.children_user + mine.children_system
+    if redis_pid is not None:
+        try:
+            times = psutil.Process(redis_pid).cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+class OtherCpu:
+    """CPUs kept busy, on average over a span, by processes other than this one, its (reaped)
+    children, and the Redis server when it runs here (its work is the benchmark's)."""
+
+    def __init__(self, redis_pid: int | None) -> None:
+        self.redis_pid = redis_pid
+        self._start = (time.monotonic(), _busy_seconds(), _own_seconds(redis_pid))
+
+    def average_cpus(self) -> float:
+        wall, busy, own = self._start
+        elapsed = time.monotonic() - wall
+        others = (_busy_seconds() - busy) - (_own_seconds(self.redis_pid) - own)
+        return max(0.0, others / elapsed) if elapsed > 0 else 0.0
+
+
+def local_redis_pid(client: redis.Redis) -> int | None:
+    """The Redis server's pid when it runs on this machine (else None)."""
+    pid = int(client.info("server")["process_id"])  # pyright: ignore[reportIndexIssue,reportArgumentType]
+    try:
+        return pid if "redis" in psutil.Process(pid).name() else None
+    except psutil.Error:
+        return None
 
 
 class TreeRssSampler:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from measure import CounterWatch, TreeRssSampler, percentile
+from measure import CounterWatch, OtherCpu, TreeRssSampler, local_redis_pid, percentile
 from peers.clients import CLIENTS, Client
 from peers.counter import URL_VARIABLE
 from scratch_database import ScratchDatabase
@@ -57,7 +57,7 @@ class Round:
     rtt_p99_ms: float | None = None
     peak_rss_bytes: int | None = None
     rss_samples: int = 0
-    load_average: float = 0.0  # 1-minute load average when the round began: others' CPU use
+    other_cpus: float | None = None  # CPUs busy with other programs' work, round average
     extra_executions: int | None = None  # executions beyond the tasks sent (redeliveries)
     error: str | None = None
     log_path: str = ""
@@ -72,6 +72,7 @@ class MillionRound:
     consume_s: float | None = None
     consume_with_startup_s: float | None = None
     peak_rss_bytes: int | None = None
+    other_cpus: float | None = None
     error: str | None = None
     log_path: str = ""
 
@@ -119,7 +120,8 @@ def run_round(
 ) -> Round:  # fmt: skip
     db.flush()
     counter = CounterWatch(db.client)
-    result = Round(system=name, tasks=tasks, load_average=os.getloadavg()[0])
+    result = Round(system=name, tasks=tasks)
+    other_cpu = OtherCpu(local_redis_pid(db.client))
     worker: WorkerProcess | None = None
     client: Client | None = None
     try:
@@ -165,6 +167,7 @@ def run_round(
                 result.error = f"the worker exited with {code} on SIGTERM\n{worker.log_tail()}"
         if client is not None:
             client.close()
+        result.other_cpus = other_cpu.average_cpus()
     return result
 
 
@@ -172,6 +175,7 @@ def run_million(db: ScratchDatabase, tasks: int, concurrency: int, workdir: Path
     db.flush()
     counter = CounterWatch(db.client)
     result = MillionRound(tasks=tasks)
+    other_cpu = OtherCpu(local_redis_pid(db.client))
     worker: WorkerProcess | None = None
     client = CLIENTS["taskq"]()
     try:
@@ -193,6 +197,7 @@ def run_million(db: ScratchDatabase, tasks: int, concurrency: int, workdir: Path
         if worker is not None:
             worker.stop()
         client.close()
+        result.other_cpus = other_cpu.average_cpus()
     return result
 
 
@@ -317,10 +322,12 @@ def report(result: Result) -> str:
         "groups published with:",
         *(f"  {r.system:<9} {r.batch_how or '-'}" for r in result.rounds),
     ]
-    loads = ", ".join(f"{r.system} {r.load_average:.1f}" for r in result.rounds)
+    others = ", ".join(
+        f"{r.system} {r.other_cpus:.2f}" for r in result.rounds if r.other_cpus is not None
+    )
     lines.append(
-        f"1-min load average as each round began ({result.concurrency} CPUs): {loads}; "
-        "anything above 0 is other work competing with the round"
+        f"CPUs busy with other programs during each round (of {result.concurrency}; not this "
+        f"benchmark, its workers or Redis): {others}. Well above 0 skews that round."
     )
     for r in result.rounds:
         if r.extra_executions:
@@ -351,6 +358,8 @@ def _million_lines(result: Result) -> list[str]:
     ]  # fmt: skip
     lines += _table(["metric", "taskq"], rows)
     lines.append(f"published with: {million.publish_how or '-'}")
+    if million.other_cpus is not None:
+        lines.append(f"CPUs busy with other programs meanwhile: {million.other_cpus:.2f}")
     if million.error:
         lines += ["taskq million FAILED:", million.error]
     return lines
