@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,7 +25,7 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def server_missing(name: str, reason: str) -> None:
+def server_missing(name: str, reason: str) -> NoReturn:
     """Stop the current test because ``name`` cannot be reached: skip locally, fail in CI."""
     message = f"{name} is not available: {reason}"
     if in_ci():
