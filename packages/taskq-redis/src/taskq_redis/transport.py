@@ -177,6 +177,7 @@ class RedisTransport:
         self._lock = threading.Lock()
         self._unacked = Unacked(RedisHandle, "Redis")
         self._fanout = None
+        self._instance = secrets.token_hex(32)  # its tags must not repeat the parent's
         # redis-py's pool notices the new pid and opens its own connections.
 
     # -- lifecycle --------------------------------------------------------------------------
