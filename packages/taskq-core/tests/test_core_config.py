@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from taskq import TaskQ
 from taskq.config import DEFAULTS, Settings
 from taskq.exceptions import ImproperlyConfigured
 
@@ -134,3 +135,24 @@ def test_a_typo_warns_with_did_you_mean(caplog: pytest.LogCaptureFixture) -> Non
 def test_every_default_passes_its_own_check() -> None:
     for key, setting in DEFAULTS.items():
         assert setting.check(setting.default) is None, key
+
+
+def test_broker_use_ssl_reaches_the_transport_as_its_ssl_option() -> None:
+    app = TaskQ("tls", broker="memory://tls")
+    app.conf.update(broker_use_ssl={"ssl_cert_reqs": "required"})
+    assert app.transport_options()["ssl"] == {"ssl_cert_reqs": "required"}
+    app.conf.update(broker_transport_options={"ssl": True})
+    assert app.transport_options()["ssl"] is True  # an explicit transport option wins
+
+
+def test_redis_backend_use_ssl_reaches_the_backend_as_its_ssl_option() -> None:
+    app = TaskQ("tls", broker="memory://tls", backend="memory://tls")
+    app.conf.update(redis_backend_use_ssl={"ssl_cert_reqs": "none"})
+    assert app.backend_options().transport_options["ssl"] == {"ssl_cert_reqs": "none"}
+
+
+def test_broker_use_ssl_of_the_wrong_type_names_the_setting() -> None:
+    app = TaskQ("tls", broker="memory://tls")
+    app.conf.update(broker_use_ssl="yes")
+    with pytest.raises(ImproperlyConfigured, match="broker_use_ssl"):
+        app.conf.validate()

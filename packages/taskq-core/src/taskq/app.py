@@ -275,7 +275,7 @@ class TaskQ:
             if self._transport is None:
                 url = self.broker_url
                 factory = plugins.TRANSPORTS.load(plugins.scheme_of(url))
-                transport: Transport = factory(url, dict(self.conf.broker_transport_options))
+                transport: Transport = factory(url, self.transport_options())
                 transport.connect()
                 self._transport = transport
             return self._transport
@@ -298,13 +298,22 @@ class TaskQ:
                 self._backend = backend
             return self._backend
 
+    def transport_options(self) -> dict[str, Any]:
+        """``broker_transport_options``, plus ``broker_use_ssl`` as the ``ssl`` option."""
+        options = dict(self.conf.broker_transport_options)
+        if self.conf.broker_use_ssl:
+            options.setdefault("ssl", self.conf.broker_use_ssl)
+        return options
+
     def backend_options(self) -> BackendOptions:
         from taskq_serializers import registry
 
         conf = self.conf
         accept = conf.result_accept_content or conf.accept_content
         return BackendOptions(
-            transport_options=dict(conf.result_backend_transport_options),
+            transport_options=_with_ssl(
+                conf.result_backend_transport_options, conf.redis_backend_use_ssl
+            ),
             serializer=conf.result_serializer,
             accept=registry.accept_content_types(accept),
             expires=conf.result_expires,
@@ -416,3 +425,11 @@ def shared_task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         return app.tasks[name]
 
     return register if fn is None else register(fn)
+
+
+def _with_ssl(options: Mapping[str, Any], use_ssl: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Result backend options, plus ``redis_backend_use_ssl`` as the ``ssl`` option."""
+    merged = dict(options)
+    if use_ssl:
+        merged.setdefault("ssl", dict(use_ssl))
+    return merged

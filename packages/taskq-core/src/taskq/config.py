@@ -127,6 +127,8 @@ DEFAULTS: dict[str, Setting] = {
     # broker
     "broker_url": _s(None, _opt_str),
     "broker_transport_options": _s({}, _mapping),
+    # TLS for the broker: True, or a mapping of ssl options (the transport passes it on).
+    "broker_use_ssl": _s(None, _optional(_is(bool, Mapping))),
     "broker_connection_retry": _s(True, _bool),
     "broker_connection_retry_on_startup": _s(True, _bool),
     "broker_connection_max_retries": _s(100, _optional(_non_negative_int)),
@@ -134,6 +136,7 @@ DEFAULTS: dict[str, Setting] = {
     # results
     "result_backend": _s(None, _opt_str),
     "result_backend_transport_options": _s({}, _mapping),
+    "redis_backend_use_ssl": _s(None, _optional(_mapping)),
     "result_serializer": _s("json", _str),
     "result_accept_content": _s(None, _optional(_names)),
     "result_expires": _s(86400.0, _optional(_positive_number)),
@@ -217,6 +220,8 @@ DEFAULTS: dict[str, Setting] = {
 _OLD_NAMES = {
     "BROKER_URL": "broker_url",
     "BROKER_TRANSPORT_OPTIONS": "broker_transport_options",
+    "BROKER_USE_SSL": "broker_use_ssl",
+    "CELERY_REDIS_BACKEND_USE_SSL": "redis_backend_use_ssl",
     "BROKER_CONNECTION_RETRY": "broker_connection_retry",
     "BROKER_CONNECTION_MAX_RETRIES": "broker_connection_max_retries",
     "BROKER_CONNECTION_TIMEOUT": "broker_connection_timeout",
