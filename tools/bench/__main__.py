@@ -4,6 +4,7 @@
 - ``sqlite``: tasks/s through a real worker on the embedded SQLite broker, and round-trip latency.
 - ``redis``: taskq, Celery and Dramatiq side by side on one Redis (publish, consume+execute,
   round trip, worker memory), then taskq alone on a million tasks.
+- ``worker``: the worker's own cost per task on the in-process memory:// broker, per pool.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="tools/bench", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("name", choices=["codec", "sqlite", "redis"])
+    parser.add_argument("name", choices=["codec", "sqlite", "redis", "worker"])
     parser.add_argument("--pool", default="prefork", help="the worker pool (sqlite)")
     parser.add_argument("--quick", action="store_true", help="short rounds, for a smoke run")
     parser.add_argument("--tasks", type=int, help="tasks per throughput round (redis)")
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         result = redis_compare.run(url, options.tasks or tasks, calls, million=million)
         print(redis_compare.report(result))
         return 1 if redis_compare.failed(result) else 0
+    elif options.name == "worker":
+        import worker_overhead
+
+        print(worker_overhead.report(worker_overhead.run(5_000 if options.quick else 50_000)))
     return 0
 
 
