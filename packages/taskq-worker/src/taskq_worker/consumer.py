@@ -21,7 +21,6 @@ import queue
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from taskq import signals
@@ -40,7 +39,7 @@ from taskq.execution import (
 from taskq.rates import parse_rate
 from taskq_protocol import TaskMessage
 from taskq_protocol.message import safe_repr
-from taskq_worker.decoding import Decoder, Undeliverable
+from taskq_worker.decoding import Decoder, Received, Undeliverable
 from taskq_worker.fetcher import Holdings
 from taskq_worker.jobs import Job, Policy
 from taskq_worker.ratelimit import RateLimits
@@ -217,12 +216,15 @@ class Consumer:
             )
             return
         try:
-            message = self.decoder.decode(delivery)
+            received = self.decoder.receive(delivery)
         except Undeliverable as exc:
             self._refuse(delivery, str(exc))
             return
-        task = self.app.tasks.get(message.name)
+        task = self.app.tasks.get(received.name)
         if task is None:
+            message = self._whole(delivery, received)
+            if message is None:
+                return
             signals.task_unknown.send(
                 sender=None, name=message.name, id=message.id, message=message
             )
@@ -230,23 +232,23 @@ class Consumer:
                 delivery, f"unknown task {message.name!r}: it is not registered in this worker"
             )
             return
-        if message.id in self.revoked:
-            self._drop_revoked(delivery, message, "revoked")
+        if received.id in self.revoked:
+            self._drop_revoked(delivery, received, "revoked")
             return
-        headers = message.headers
-        if headers.expires is not None and _utc(headers.expires) <= datetime.now(timezone.utc):
-            self._drop_revoked(delivery, message, "expired")
+        if received.expires is not None and received.expires <= time.time():
+            self._drop_revoked(delivery, received, "expired")
             return
-        if headers.eta is not None:
-            eta = _utc(headers.eta).timestamp()
-            if eta > time.time() + ETA_TOLERANCE:
-                self._postpone(delivery, message, eta)
-                return
+        if received.eta is not None and received.eta > time.time() + ETA_TOLERANCE:
+            self._postpone(delivery, received, received.eta)
+            return
+        policy = self._policy(task)
+        if not policy.acks_late and self._whole(delivery, received) is None:
+            return  # acknowledged before it runs: nothing could dead-letter it afterwards
         envelope = delivery.envelope
         job = Job(
             delivery,
-            message,
-            self._policy(task),
+            received,
+            policy,
             time.time(),
             delivery_info={
                 "exchange": envelope.exchange,
@@ -257,27 +259,41 @@ class Consumer:
             },
         )
         if signals.task_received.receivers:
+            message = self._whole(delivery, received)
+            if message is None:
+                return
             request = request_from(
                 message, hostname=self.hostname, delivery_info=job.delivery_info, is_eager=False
             )
             signals.task_received.send(sender=self, request=request)
-        logger.info("Task %s[%s] received", message.name, message.id)
+        logger.info("Task %s[%s] received", received.name, received.id)
         limits = self.limits
         if limits is None or limits.admit(job, time.monotonic()):
             self.ready.append(job)
+
+    def _whole(self, delivery: Delivery, received: Received) -> TaskMessage | None:
+        """The whole message, or None once a message that cannot be one was dead-lettered."""
+        try:
+            return received.message
+        except Undeliverable as exc:
+            self._refuse(delivery, str(exc))
+            return None
 
     def _refuse(self, delivery: Delivery, reason: str) -> None:
         """Dead-letter a delivery that never became a job."""
         self._dead_letter(delivery, reason, _label(delivery))
         self.holdings.done()
 
-    def _drop_revoked(self, delivery: Delivery, message: TaskMessage, reason: str) -> None:
+    def _drop_revoked(self, delivery: Delivery, received: Received, reason: str) -> None:
+        message = self._whole(delivery, received)
+        if message is None:
+            return
         logger.info("Discarding %s task: %s[%s]", reason, message.name, message.id)
-        self._record(mark_revoked, message, reason)
+        self._record(mark_revoked, received, reason)
         self._acks.append(delivery)
         self.holdings.done()
 
-    def _postpone(self, delivery: Delivery, message: TaskMessage, eta: float) -> None:
+    def _postpone(self, delivery: Delivery, message: Received, eta: float) -> None:
         """An ETA still ahead: give the message to the broker to hold, not to this worker."""
         try:
             self.transport.publish(delivery.queue, delivery.envelope, eta=eta)
@@ -332,7 +348,7 @@ class Consumer:
         self.applying = True
         try:
             self.pool.apply(
-                PoolJob(job.id, run_task, (self.key, job.message, job.delivery_info), soft, hard)
+                PoolJob(job.id, run_task, (self.key, job.received, job.delivery_info), soft, hard)
             )
         finally:
             self.applying = False
@@ -372,7 +388,7 @@ class Consumer:
             logger.warning("Task %s[%s] terminated", job.name, job.id)
             self._record(
                 mark_revoked,
-                job.message,
+                job.received,
                 "terminated",
                 terminated=True,
                 signum=job.terminate_signal,
@@ -392,14 +408,14 @@ class Consumer:
             self._settle(job, REQUEUE, None)
             return
         error = WorkerLostError(f"Worker exited prematurely: {detail or 'unknown cause'}")
-        self._record(mark_failed, job.message, error)
+        self._record(mark_failed, job.received, error)
         self._after_failure(job, error)
 
     def _timed_out(self, job: Job) -> None:
         hard, _ = job.limits()
         logger.error("Hard time limit (%ss) exceeded for %s[%s]", hard, job.name, job.id)
         error = TimeLimitExceeded(hard)
-        self._record(mark_failed, job.message, error)
+        self._record(mark_failed, job.received, error)
         self._after_failure(job, error)
 
     def _after_failure(self, job: Job, error: Exception) -> None:
@@ -453,14 +469,12 @@ class Consumer:
             acks, self._acks = self._acks, []
             self._ack_now(acks)
 
-    def _record(
-        self, mark: Callable[..., None], message: TaskMessage, *args: Any, **kw: Any
-    ) -> None:
+    def _record(self, mark: Callable[..., None], received: Received, *args: Any, **kw: Any) -> None:
         """Store a state the task could not store itself; a failure is logged, not raised."""
         try:
-            mark(self.app, message, *args, hostname=self.hostname, **kw)
+            mark(self.app, received.message, *args, hostname=self.hostname, **kw)
         except Exception:
-            logger.exception("Could not record the state of %s[%s]", message.name, message.id)
+            logger.exception("Could not record the state of %s[%s]", received.name, received.id)
 
     # -- per task type -----------------------------------------------------------------------
 
@@ -504,7 +518,7 @@ class Consumer:
         for task_id in wanted & set(self._parked):
             dropped += self._parked.pop(task_id)
         for job in dropped:
-            self._drop_revoked(job.delivery, job.message, "revoked")
+            self._drop_revoked(job.delivery, job.received, "revoked")
         if not terminate:
             return []
         signalled: list[str] = []
@@ -549,10 +563,6 @@ class Consumer:
 
 def _first(value: Any, default: Any) -> Any:
     return default if value is None else value
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def _label(delivery: Delivery) -> str:

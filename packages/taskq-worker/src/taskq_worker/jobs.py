@@ -7,6 +7,7 @@ from typing import Any
 
 from taskq.contracts import Delivery
 from taskq_protocol import TaskMessage
+from taskq_worker.decoding import Received, Undeliverable
 
 __all__ = ["Policy", "Job"]
 
@@ -28,10 +29,10 @@ class Policy:
 @dataclass(slots=True, eq=False)
 class Job:
     delivery: Delivery
-    message: TaskMessage
+    received: Received
     policy: Policy
     #: Unix time of receipt, and of the start in the pool (None while waiting).
-    received: float
+    received_at: float
     started: float | None = None
     #: The delivery was acknowledged (early ack) and must not be settled again.
     acked: bool = False
@@ -41,16 +42,21 @@ class Job:
 
     @property
     def id(self) -> str:
-        return self.message.headers.id
+        return self.received.id
 
     @property
     def name(self) -> str:
-        return self.message.headers.task
+        return self.received.name
+
+    @property
+    def message(self) -> TaskMessage:
+        """The whole message (built on first use); :class:`Undeliverable` if it cannot be."""
+        return self.received.message
 
     def limits(self) -> tuple[float | None, float | None]:
         """``(hard, soft)`` for this run: the message's ``timelimit`` header, else the task's
         or the worker's (Celery's order)."""
-        hard, soft = self.message.headers.timelimit
+        hard, soft = self.received.timelimit
         policy = self.policy
         return (
             hard if hard is not None else policy.time_limit,
@@ -59,12 +65,17 @@ class Job:
 
     def info(self, hostname: str) -> dict[str, Any]:
         """What ``inspect active`` and ``inspect reserved`` show, in Celery's keys."""
-        message = self.message
+        args: list[Any]
+        kwargs: dict[str, Any]
+        try:
+            args, kwargs = list(self.message.args), dict(self.message.kwargs)
+        except Undeliverable:  # it is dead-lettered when it runs; show what the sender said
+            args, kwargs = [self.received.argsrepr], {}
         return {
             "id": self.id,
             "name": self.name,
-            "args": list(message.args),
-            "kwargs": dict(message.kwargs),
+            "args": args,
+            "kwargs": kwargs,
             "type": self.name,
             "hostname": hostname,
             "time_start": self.started,

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from taskq import signals
 from taskq.execution import DEAD_LETTER, STOPPED_BY_POOL, Execution, execute
-from taskq_protocol import TaskMessage, states
+from taskq_protocol import states
 from taskq_protocol.message import safe_repr
 from taskq_worker import tasklog
+from taskq_worker.decoding import Received, Undeliverable
 
 if TYPE_CHECKING:
     from taskq.app import TaskQ
@@ -42,8 +43,12 @@ def uninstall(key: int) -> None:
         tasklog.disconnect()
 
 
-def run_task(key: int, message: TaskMessage, delivery_info: dict[str, Any]) -> Execution:
-    """Run one task message and say how to settle it (the pool's ``PoolJob.target``)."""
+def run_task(key: int, received: Received, delivery_info: dict[str, Any]) -> Execution:
+    """Run one task message and say how to settle it (the pool's ``PoolJob.target``).
+
+    The message is built here, where the task runs (see :class:`Received`); one that cannot
+    be is dead-lettered with the reason, as the consumer does with what it cannot read.
+    """
     try:
         app, hostname = _workers[key]
     except KeyError:
@@ -51,6 +56,10 @@ def run_task(key: int, message: TaskMessage, delivery_info: dict[str, Any]) -> E
             f"no taskq worker {key} in process {os.getpid()}: a pool must start (fork) after "
             "the worker installed its app"
         ) from None
+    try:
+        message = received.message
+    except Undeliverable as exc:
+        return Execution(received.id, received.name, states.REJECTED, DEAD_LETTER, str(exc))
     try:
         execution = execute(app, message, hostname=hostname, delivery_info=delivery_info)
     except STOPPED_BY_POOL:
