@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -126,3 +127,56 @@ def test_nothing_to_send_publishes_nothing(app: TaskQ) -> None:
     transport = counting(app)
     assert app.publisher.send_many([]) == []
     assert transport.calls == []
+
+
+class UnreachableAtFirst(MemoryTransport):
+    """A broker that refuses the first ``refusals`` connections (shared by every instance)."""
+
+    refusals = 0
+    connects = 0
+
+    def __init__(self, url: str, options: Mapping[str, Any]) -> None:
+        super().__init__(url.replace("unreachable-at-first://", "memory://"), options)
+
+    def connect(self) -> None:
+        UnreachableAtFirst.connects += 1
+        if UnreachableAtFirst.connects <= UnreachableAtFirst.refusals:
+            raise TransportError("connection refused")
+        super().connect()
+
+
+@pytest.fixture
+def unreachable_at_first() -> type[UnreachableAtFirst]:
+    from taskq import plugins
+
+    UnreachableAtFirst.refusals, UnreachableAtFirst.connects = 2, 0
+    plugins.TRANSPORTS.register("unreachable-at-first", UnreachableAtFirst)
+    return UnreachableAtFirst
+
+
+def test_the_first_connection_is_retried_with_the_publish_policy(
+    unreachable_at_first: type[UnreachableAtFirst],
+) -> None:
+    """Regression: the connection was made before the retry loop, so a client whose first
+    publish found the broker down failed at once, whatever its retry policy said."""
+    app = TaskQ("tests", broker=f"unreachable-at-first://{uuid.uuid4().hex}", set_as_current=False)
+    try:
+        app.conf.task_publish_retry_policy = {"max_retries": 2, "interval_start": 0}
+        app.send_task("t")
+        app.publisher.send_many([("t", (), {}, {})])
+        assert unreachable_at_first.connects == 3
+        assert app.transport.queue_length("celery") == 2
+    finally:
+        app.close()
+
+
+def test_without_retry_a_refused_first_connection_is_raised(
+    unreachable_at_first: type[UnreachableAtFirst],
+) -> None:
+    app = TaskQ("tests", broker=f"unreachable-at-first://{uuid.uuid4().hex}", set_as_current=False)
+    try:
+        with pytest.raises(TransportError, match="connection refused"):
+            app.send_task("t", retry=False)
+        assert unreachable_at_first.connects == 1
+    finally:
+        app.close()

@@ -264,9 +264,11 @@ class Publisher:
         }
         attempts = int(policy.get("max_retries", 3)) + 1 if retry else 1
         delay = float(policy.get("interval_start", 0))
-        transport = self.app.transport
         for attempt in range(attempts):
             try:
+                # Inside the retries: a client whose first publish finds the broker down
+                # connects on a later attempt, as kombu's ensure() reconnects.
+                transport = self.app.transport
                 if len(items) == 1:
                     queue, envelope, eta = items[0]
                     transport.publish(queue, envelope, eta=eta)
