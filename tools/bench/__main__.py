@@ -47,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         tasks, calls = (1_000, 100) if options.quick else (20_000, 1_000)
         url = options.url or os.environ.get("REDIS_URL") or redis_compare.DEFAULT_URL
         million = True if options.million else (False if options.quick else None)
-        result = redis_compare.run(url, options.tasks or tasks, calls, million=million)
+        try:
+            result = redis_compare.run(url, options.tasks or tasks, calls, million=million)
+        except redis_compare.ForeignDatabase as exc:
+            print(f"tools/bench redis: {exc}", file=sys.stderr)
+            return 2
         print(redis_compare.report(result))
         return 1 if redis_compare.failed(result) else 0
     elif options.name == "worker":

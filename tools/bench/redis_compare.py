@@ -30,8 +30,10 @@ from pathlib import Path
 from measure import CounterWatch, OtherCpu, TreeRssSampler, local_redis_pid, percentile
 from peers.clients import CLIENTS, Client
 from peers.counter import URL_VARIABLE
-from scratch_database import ScratchDatabase
+from scratch_database import ForeignDatabase, ScratchDatabase
 from worker_process import WorkerProcess
+
+__all__ = ["DEFAULT_URL", "ForeignDatabase", "failed", "report", "run"]
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_URL = "redis://localhost:6379/15"
