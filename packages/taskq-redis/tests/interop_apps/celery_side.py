@@ -1,0 +1,65 @@
+"""The Celery app a real ``celery worker`` runs in the interop tests (see interop_effects)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from interop_effects import REDIS_URL, TRANSPORT_OPTIONS, collect, count, slow_count, tag
+
+SIDE = "celery"
+
+app = Celery("interop_celery", broker=REDIS_URL, backend=REDIS_URL)
+app.conf.update(
+    task_acks_late=True,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+    broker_transport_options=TRANSPORT_OPTIONS,
+    worker_hijack_root_logger=False,
+)
+
+
+@app.task(name="interop.add")
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="interop.fail")
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@app.task(name="interop.tag")
+def tag_task(acc: list[str], label: str) -> list[str]:
+    return tag(acc, label, SIDE)
+
+
+@app.task(name="interop.count")
+def count_task(key: str, field: str) -> str:
+    return count(key, field, SIDE)
+
+
+@app.task(name="interop.slow_count")
+def slow_count_task(key: str, field: str, seconds: float) -> str:
+    return slow_count(key, field, seconds, SIDE)
+
+
+@app.task(name="interop.collect")
+def collect_task(parts: list[Any], key: str) -> dict[str, Any]:
+    return collect(parts, key, SIDE)
+
+
+@app.task(name="interop.request_info", bind=True)
+def request_info(self: Any) -> dict[str, Any]:
+    """What this worker read from the message: the tests compare it with what was sent."""
+    request = self.request
+    delivery_info = request.delivery_info or {}
+    return {
+        "side": SIDE,
+        "id": request.id,
+        "eta": request.eta,
+        "priority": delivery_info.get("priority"),
+        "headers": request.headers or {},
+        "args": list(request.args or ()),
+        "kwargs": dict(request.kwargs or {}),
+    }
