@@ -182,3 +182,41 @@ def test_remote_control_can_be_disabled() -> None:
         assert app.control.ping(timeout=0.3) == []
     finally:
         worker.stop()
+
+
+def test_revoke_takes_back_a_task_queued_in_a_prefork_child(tmp_path: Path) -> None:
+    """The prefork pool holds several jobs per child; one not started is still dropped."""
+    app = sqlite_app(tmp_path)
+    marker, release, ran = tmp_path / "started", tmp_path / "release", tmp_path / "ran"
+
+    @app.task(name="tests.hold_file")
+    def hold_file() -> str:
+        marker.touch()
+        deadline = time.monotonic() + 10
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return "released"
+
+    @app.task(name="tests.mark")
+    def mark() -> None:
+        ran.touch()
+
+    def given_to_the_pool(task_id: str) -> bool:
+        replies = app.control.broadcast("active", reply=True, timeout=1.0, limit=1)
+        return any(job["id"] == task_id for reply in replies for job in reply["q@test"])
+
+    worker = RunningWorker(app, pool="prefork", concurrency=1, hostname="q@test").start()
+    try:
+        first = hold_file.delay()
+        wait_until(marker.exists, 5, message="first task started")
+        queued = mark.delay()
+        wait_until(lambda: given_to_the_pool(queued.id), 5, message="sent to the child")
+        app.control.revoke(queued.id)
+        wait_until(lambda: queued.state == states.REVOKED, 5, message="revoked in the child")
+        release.touch()
+        assert first.get(timeout=5) == "released"
+    finally:
+        release.touch()
+        worker.stop()
+    assert not ran.exists()
+    assert app.transport.queue_length("celery") == 0

@@ -42,6 +42,7 @@ from taskq_protocol.message import safe_repr
 from taskq_worker.decoding import Decoder, Received, Undeliverable
 from taskq_worker.fetcher import Holdings
 from taskq_worker.jobs import Job, Policy
+from taskq_worker.pools.queueing import QueueingPool
 from taskq_worker.ratelimit import RateLimits
 from taskq_worker.revoked import RevokedIds
 from taskq_worker.settings import WorkerSettings
@@ -86,6 +87,8 @@ class Consumer:
         self.app = app
         self.transport = transport
         self.pool = pool
+        #: The pool, when it queues jobs in its processes (prefork): jobs are applied by room.
+        self.queueing = pool if isinstance(pool, QueueingPool) else None
         self.settings = settings
         self.holdings = holdings
         self.hostname = hostname
@@ -108,6 +111,7 @@ class Consumer:
         # Set by stop() from any thread; plain attribute writes are atomic.
         self.stopping = False
         self.cold = False
+        self._recalled = False
         self._deadline: float | None = None
         #: True while the pool's apply() runs on this thread (the solo pool runs tasks there).
         self.applying = False
@@ -153,6 +157,8 @@ class Consumer:
                     event = None
             if self.cold:
                 break
+            if self.stopping:
+                self._recall()
             limits = self.limits
             if limits and not self.stopping:
                 self.ready.extend(limits.release(time.monotonic()))
@@ -161,6 +167,16 @@ class Consumer:
             if self.stopping and self._finished():
                 break
         self.flush()
+
+    def _recall(self) -> None:
+        """Warm shutdown: take back from the pool what it has not started, so that, never
+        acknowledged, it returns to the broker (an early-acked job must run: it is acked)."""
+        if self._recalled or self.queueing is None:
+            return
+        self._recalled = True
+        for job in list(self.running.values()):
+            if not job.acked and job.withdrawn is None and self.queueing.withdraw(job.id):
+                job.withdrawn = "shutdown"
 
     def _timeout(self) -> float | None:
         """Seconds until the next timer is due (None: wait for an event)."""
@@ -319,9 +335,9 @@ class Consumer:
     # -- dispatching -------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        ready, running, pool = self.ready, self.running, self.pool
+        ready, running, pool, queueing = self.ready, self.running, self.pool, self.queueing
         while ready and not self.stopping:
-            free = pool.free_slots
+            free = pool.free_slots if queueing is None else queueing.room
             if free <= 0:
                 return
             batch: list[Job] = []
@@ -338,20 +354,25 @@ class Consumer:
                 self._ack_now(early)
                 for job in batch:
                     job.acked = not job.policy.acks_late
-            for job in batch:
-                self._start(job)
+            if queueing is None:
+                for job in batch:
+                    self._start(job)
+            elif batch:
+                queueing.apply_many([self._pool_job(job) for job in batch])
 
     def _start(self, job: Job) -> None:
+        pool_job = self._pool_job(job)
+        self.applying = True
+        try:
+            self.pool.apply(pool_job)
+        finally:
+            self.applying = False
+
+    def _pool_job(self, job: Job) -> PoolJob:
         hard, soft = job.limits()
         job.started = time.time()
         self.totals[job.name] = self.totals.get(job.name, 0) + 1
-        self.applying = True
-        try:
-            self.pool.apply(
-                PoolJob(job.id, run_task, (self.key, job.received, job.delivery_info), soft, hard)
-            )
-        finally:
-            self.applying = False
+        return PoolJob(job.id, run_task, (self.key, job.received, job.delivery_info), soft, hard)
 
     # -- settling ----------------------------------------------------------------------------
 
@@ -384,6 +405,13 @@ class Consumer:
             self._lost(job, outcome.value)
         elif kind == "timeout":
             self._timed_out(job)
+        elif kind == "terminated" and job.withdrawn == "shutdown":
+            # Taken back before it started: left unacknowledged, the broker gets it back.
+            logger.debug("Task %s[%s] not started before the shutdown", job.name, job.id)
+        elif kind == "terminated" and job.withdrawn == "revoked":
+            logger.info("Discarding revoked task: %s[%s]", job.name, job.id)
+            self._record(mark_revoked, job.received, "revoked")
+            self._settle(job, ACK, None)
         elif kind == "terminated":
             logger.warning("Task %s[%s] terminated", job.name, job.id)
             self._record(
@@ -520,6 +548,11 @@ class Consumer:
         for job in dropped:
             self._drop_revoked(job.delivery, job.received, "revoked")
         if not terminate:
+            if self.queueing is not None:  # applied to the pool but maybe not started yet
+                for task_id in wanted:
+                    job = self.running.get(task_id)
+                    if job is not None and self.queueing.withdraw(task_id):
+                        job.withdrawn = "revoked"
             return []
         signalled: list[str] = []
         for task_id in task_ids:

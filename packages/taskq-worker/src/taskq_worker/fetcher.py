@@ -69,7 +69,11 @@ class Holdings:
         """Tasks left the worker: room for as many new ones."""
         with self._cond:
             self._count -= count
-            self._cond.notify()
+            # Wake the fetcher only when a batch's worth of room just appeared: waking a thread
+            # costs more than anything else done per task here, and it would go back to sleep.
+            room = self.limit - self._count
+            if room >= self.batch and room - count < self.batch:
+                self._cond.notify()
 
     def pause(self, seconds: float) -> None:
         """Sleep up to ``seconds``, waking early when the holdings close or free up."""

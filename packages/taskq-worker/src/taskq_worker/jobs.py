@@ -38,6 +38,9 @@ class Job:
     acked: bool = False
     #: The signal ``revoke(terminate=True)`` sent to stop it, for the REVOKED record.
     terminate_signal: int | None = None
+    #: Why the pool was asked to take it back before it starts: "revoked" (a plain revoke)
+    #: or "shutdown" (a warm shutdown gives the unstarted back to the broker).
+    withdrawn: str | None = None
     delivery_info: dict[str, Any] = field(default_factory=dict[str, Any])
 
     @property

@@ -9,18 +9,26 @@ to name a module-level target. A child then:
    so ``terminate`` kills);
 2. closes its copies of the parent's other pipes, so a dead sibling's pipe reaches EOF;
 3. runs the ``initializer`` (``worker_process_init``) and says it is ready, or why it is not;
-4. runs jobs one at a time (the soft limit by ``SIGALRM``), replying after each, until it is
-   told to stop, its parent goes away, or ``max_tasks_per_child`` / ``max_memory_per_child``
-   retire it (after finishing the job that crossed the line, as Celery does);
+4. runs the jobs it is sent, one at a time and in order (the soft limit by ``SIGALRM``),
+   replying after each before it starts the next, until it is told to stop, its parent goes
+   away, or ``max_tasks_per_child`` / ``max_memory_per_child`` retire it (after finishing the
+   job that crossed the line, as Celery does);
 5. leaves with ``os._exit``, so it never runs the parent's ``atexit`` hooks or ``finally``
    blocks that ``fork`` copied into it.
 
 Signals are blocked around ``fork`` so none of the worker's handlers can run in the child
 before step 1 replaced them.
 
-Messages are pickled tuples. Parent to child: ``(task_id, target, args, soft_time_limit)``, or
-``None`` to stop. Child to parent: ``(READY,)``, ``(INIT_FAILED, description)``, or after a job
-``(DONE, value, retire)`` / ``(LOST, description, retire)``.
+The parent may send several jobs at once; the child keeps them in order, and a reader thread
+takes what the parent sends while a job runs. Because it replies to each job before starting the
+next, the parent always knows which job a child is running: the first it sent that has no
+reply yet. Messages are pickled tuples. Parent to child: ``(JOBS, [(seq, pickled job), ...])``
+(a job is ``(task_id, target, args, soft_time_limit)``), ``(TAKE, [seq, ...])`` to have jobs
+that have not started given back, or ``None`` to stop (jobs not started are given back first).
+Child to parent: ``(READY,)``, ``(INIT_FAILED, description)``, after a job
+``(DONE, seq, value, retire)`` / ``(LOST, seq, description, retire)``, and
+``(RETURNED, [seq, ...])`` for jobs given back. A retiring child runs nothing after its reply:
+the parent gives the jobs it still held to other children.
 """
 
 from __future__ import annotations
@@ -32,7 +40,9 @@ import pickle
 import resource
 import signal
 import sys
+import threading
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection, Pipe
 from typing import Any, NoReturn
@@ -43,11 +53,12 @@ from .alarm import run_with_alarm
 from .jobs import Ran, escaped
 from .options import PoolOptions
 
-__all__ = ["DONE", "INIT_FAILED", "LOST", "READY", "dumps", "spawn"]
+__all__ = ["DONE", "INIT_FAILED", "JOBS", "LOST", "READY", "RETURNED", "TAKE", "dumps", "spawn"]
 
 logger = logging.getLogger("taskq_worker.pools")
 
-READY, INIT_FAILED, DONE, LOST = "ready", "init-failed", "done", "lost"
+READY, INIT_FAILED, DONE, LOST, RETURNED = "ready", "init-failed", "done", "lost", "returned"
+JOBS, TAKE = "jobs", "take"
 
 #: Handlers the worker may have installed, reset to their default action in a child.
 _RESET = (
@@ -132,38 +143,114 @@ def _initialize(conn: Connection, initializer: Callable[[], None] | None) -> boo
     return True
 
 
+#: A job as a child holds it: (seq, task_id, target, args, soft_time_limit).
+_Queued = tuple[int, str, Callable[..., Any], tuple[Any, ...], float | None]
+
+
+class _Inbox:
+    """The jobs the parent sent, filled by a reader thread while the main thread runs them.
+
+    Reading on a thread of its own is what lets a child give jobs back while it runs a long
+    one (a TAKE cannot wait for the job to end). Replies are written by both threads, one
+    whole message at a time.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.cond = threading.Condition()
+        self.queued: deque[_Queued] = deque()
+        #: Told to stop, or the parent is gone: run nothing more.
+        self.closing = False
+        self._sending = threading.Lock()
+
+    def send(self, data: bytes) -> None:
+        with self._sending:
+            self.conn.send_bytes(data)
+
+    def next(self) -> _Queued | None:
+        """The next job, waiting for one; None once the child should exit."""
+        with self.cond:
+            while not self.queued and not self.closing:
+                self.cond.wait()
+            return None if self.closing else self.queued.popleft()
+
+    def read(self) -> None:
+        """The reader thread: until the parent says stop or goes away."""
+        while True:
+            try:
+                data = self.conn.recv_bytes()
+            except (EOFError, OSError):  # the parent is gone
+                self._close([])
+                return
+            message = pickle.loads(data)  # the parent's own tuples of bytes and ints
+            if message is None:
+                with self.cond:
+                    self._close([item[0] for item in self.queued])
+                return
+            kind, items = message
+            if kind == JOBS:
+                self._accept(items)
+            else:
+                with self.cond:
+                    self._give_back(items)
+
+    def _accept(self, items: list[tuple[int, bytes]]) -> None:
+        loaded: list[_Queued] = []
+        for seq, payload in items:
+            try:
+                task_id, target, args, soft_time_limit = pickle.loads(payload)
+            except Exception as exc:  # the job's target or arguments cannot be loaded here
+                why = f"the child could not unpickle the job: {exc!r}"
+                self.send(dumps((LOST, seq, why, False)))
+                continue
+            loaded.append((seq, task_id, target, args, soft_time_limit))
+        with self.cond:
+            self.queued.extend(loaded)
+            self.cond.notify()
+
+    def _give_back(self, wanted: list[int]) -> None:
+        """Return the wanted jobs that have not started (with the condition held); the
+        others ran or run, and are answered as usual."""
+        asked = set(wanted)
+        returned = [item[0] for item in self.queued if item[0] in asked]
+        if returned:
+            kept = [item for item in self.queued if item[0] not in asked]
+            self.queued.clear()
+            self.queued.extend(kept)
+        self.send(dumps((RETURNED, returned)))
+
+    def _close(self, give_back: list[int]) -> None:
+        with self.cond:
+            if give_back:
+                self._give_back(give_back)
+            self.queued.clear()
+            self.closing = True
+            self.cond.notify()
+
+
 def _serve(conn: Connection, options: PoolOptions) -> None:
+    inbox = _Inbox(conn)
+    threading.Thread(target=inbox.read, name="taskq-child-reader", daemon=True).start()
     done = 0
-    while True:
-        try:
-            data = conn.recv_bytes()
-        except (EOFError, OSError):
-            return  # the parent is gone
-        try:
-            message = pickle.loads(data)
-        except Exception as exc:  # the job's target or arguments cannot be loaded here
-            reply = (LOST, f"the child could not unpickle the job: {exc!r}", False)
-            conn.send_bytes(dumps(reply))
-            continue
-        if message is None:
-            return
-        task_id, target, args, soft_time_limit = message
+    while (item := inbox.next()) is not None:
+        seq, task_id, target, args, soft_time_limit = item
         job = PoolJob(task_id, target, args, soft_time_limit)
         ran, _ = run_with_alarm(job, enforce_hard=False)
         done += 1
         retire = _must_retire(done, options)
-        conn.send_bytes(_reply(job, ran, retire))
+        inbox.send(_reply(seq, job, ran, retire))
         if retire:
             return
 
 
-def _reply(job: PoolJob, ran: Ran, retire: bool) -> bytes:
+def _reply(seq: int, job: PoolJob, ran: Ran, retire: bool) -> bytes:
     if ran.error is not None:
-        return dumps((LOST, escaped(job.task_id, ran.error), retire))
+        return dumps((LOST, seq, escaped(job.task_id, ran.error), retire))
     try:
-        return dumps((DONE, ran.value, retire))
+        return dumps((DONE, seq, ran.value, retire))
     except Exception as exc:  # the contract asks for a picklable value; say which was not
-        return dumps((LOST, f"the target returned a value that cannot be pickled: {exc!r}", retire))
+        why = f"the target returned a value that cannot be pickled: {exc!r}"
+        return dumps((LOST, seq, why, retire))
 
 
 def _must_retire(done: int, options: PoolOptions) -> bool:
