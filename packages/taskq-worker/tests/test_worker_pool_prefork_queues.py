@@ -181,3 +181,33 @@ def test_stop_with_wait_runs_every_queued_job(open_pool: Open) -> None:
 
 def test_steal_after_is_short() -> None:
     assert STEAL_AFTER <= 0.1, "a job queued behind a slow one waits at most this long"
+
+
+def test_a_driven_pool_runs_on_the_callers_thread() -> None:
+    """start_driven() forks no supervisor thread: step() waits on the children and reports
+    on the thread that calls it, and stop() finishes there too."""
+    import threading
+
+    pool, outcomes = PreforkPool(2), targets.Outcomes()
+    threads = threading.active_count()
+    pool.start_driven(outcomes)
+    try:
+        assert threading.active_count() == threads
+        assert pool.free_slots == 2
+        jobs = [job(targets.add, i, 1) for i in range(6)]
+        pool.apply_many(jobs)
+        deadline = time.monotonic() + 5
+        while len(outcomes.seen) < 6 and time.monotonic() < deadline:
+            pool.step(0.5)
+        assert [outcomes.of(j.task_id)[0].value for j in jobs] == [1, 2, 3, 4, 5, 6]
+        woken = threading.Timer(0.05, pool.wake)
+        woken.start()
+        started = time.monotonic()
+        pool.step(None)  # nothing to do: returns when woken
+        assert time.monotonic() - started < 2.0
+        woken.join()
+        last = job(targets.steps, 0.1, "last")
+        pool.apply(last)
+    finally:
+        pool.stop(wait=True)
+    assert outcomes.of(last.task_id) == [JobOutcome(last.task_id, "done", "last")]

@@ -20,7 +20,7 @@ import os
 import queue
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from taskq import signals
@@ -42,7 +42,7 @@ from taskq_protocol.message import safe_repr
 from taskq_worker.decoding import Decoder, Received, Undeliverable
 from taskq_worker.fetcher import Holdings
 from taskq_worker.jobs import Job, Policy
-from taskq_worker.pools.queueing import QueueingPool
+from taskq_worker.pools.queueing import DrivenPool, QueueingPool
 from taskq_worker.ratelimit import RateLimits
 from taskq_worker.revoked import RevokedIds
 from taskq_worker.settings import WorkerSettings
@@ -80,6 +80,7 @@ class Consumer:
         pool: Pool,
         settings: WorkerSettings,
         holdings: Holdings,
+        queues: Sequence[str],
         hostname: str,
         key: int,
         control: Callable[[Consumer, Any], None],
@@ -89,8 +90,11 @@ class Consumer:
         self.pool = pool
         #: The pool, when it queues jobs in its processes (prefork): jobs are applied by room.
         self.queueing = pool if isinstance(pool, QueueingPool) else None
+        #: The pool, when this thread supervises it (prefork): it waits on the pool.
+        self.driver = pool if isinstance(pool, DrivenPool) else None
         self.settings = settings
         self.holdings = holdings
+        self.queues = list(queues)
         self.hostname = hostname
         self.key = key
         self._control = control
@@ -116,10 +120,19 @@ class Consumer:
         #: True while the pool's apply() runs on this thread (the solo pool runs tasks there).
         self.applying = False
 
+    def start_pool(self) -> None:
+        """Start the pool, reporting to this consumer (supervised by :meth:`run`'s thread
+        when the pool can be driven)."""
+        if self.driver is not None:
+            self.driver.start_driven(self.on_outcome)
+        else:
+            self.pool.start(self.on_outcome)
+
     # -- from any thread ---------------------------------------------------------------------
 
     def deliver(self, deliveries: list[Delivery]) -> None:
         self._events.put((_DELIVERIES, deliveries))
+        self._wake()
 
     def on_outcome(self, outcome: JobOutcome) -> None:
         # Room for the next message at once, not when this thread gets to the outcome: the
@@ -130,6 +143,7 @@ class Consumer:
 
     def on_control(self, envelope: Any) -> None:
         self._events.put((_CONTROL, envelope))
+        self._wake()
 
     def stop(self, *, cold: bool = False) -> None:
         """Stop taking work; ``cold``: also stop waiting for running tasks."""
@@ -137,14 +151,25 @@ class Consumer:
         if cold:
             self.cold = True
         self._events.put((_WAKE, None))
+        self._wake()
+
+    def _wake(self) -> None:
+        """A driven pool's step() is where this thread waits: end the wait."""
+        if self.driver is not None:
+            self.driver.wake()
 
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self) -> None:
         """Consume until stopped: warm, once running tasks are settled; cold, at once."""
-        events = self._events
+        events, driver = self._events, self.driver
         while True:
             timeout = self._timeout()
+            if driver is not None:
+                # Wait on the pool's children and wake-ups at once; their outcomes, reported
+                # on this thread, and events from other threads are then in the queue.
+                driver.step(0.0 if not events.empty() else timeout)
+                timeout = 0.0
             try:
                 event = events.get(timeout=timeout) if timeout != 0.0 else events.get_nowait()
             except queue.Empty:
@@ -163,6 +188,8 @@ class Consumer:
             if limits and not self.stopping:
                 self.ready.extend(limits.release(time.monotonic()))
             self._dispatch()
+            if self._top_up():
+                self._dispatch()
             self.flush()
             if self.stopping and self._finished():
                 break
@@ -220,6 +247,29 @@ class Consumer:
             self._control(self, payload)
 
     # -- receiving ---------------------------------------------------------------------------
+
+    def _top_up(self) -> bool:
+        """Fetch what the prefetch has room for, without waiting, unless the fetcher thread
+        fetches (see :mod:`taskq_worker.fetcher`); True if messages came."""
+        holdings = self.holdings
+        if self.stopping or holdings.handed_over:
+            return False
+        room = holdings.claim()
+        if room <= 0:
+            return False
+        try:
+            batch = self.transport.fetch(self.queues, room, 0.0)
+        except Exception as exc:  # the fetcher thread retries, or stops the worker
+            holdings.taken((), room)
+            logger.debug("Fetching failed (%s); the fetcher takes over", exc)
+            holdings.hand_over()
+            return False
+        holdings.taken(batch, room)
+        if len(batch) < room:
+            holdings.hand_over()
+        for delivery in batch:
+            self._receive(delivery)
+        return bool(batch)
 
     def _receive(self, delivery: Delivery) -> None:
         if self.stopping:

@@ -1,11 +1,17 @@
-"""The thread that takes messages from the broker, as many as the worker has room for.
+"""Taking messages from the broker, as many as the worker has room for.
 
-It blocks in :meth:`Transport.fetch` (the transport waits efficiently: a blocking pop, a
-condition, a backed-off poll), never in a busy loop, and asks for at most the free part of the
-prefetch, so the worker never holds more than it can start soon. It also keeps the worker's
-unacknowledged deliveries invisible to other consumers while they wait and run
-(:meth:`Transport.extend`), so a task longer than the visibility timeout is not delivered
-twice. It is its own thread because the solo pool runs tasks on the consumer thread.
+Both the consumer thread and the fetcher thread fetch, one at a time per claim on the
+:class:`Holdings`, so the worker never holds more than the prefetch. While messages keep
+coming, the consumer tops the prefetch up itself, without waiting (a thread handing messages
+to another costs more than anything else the worker does per message). When a fetch comes back
+short, the queues are empty: it hands over to the fetcher thread, which blocks in
+:meth:`Transport.fetch` (the transport waits efficiently: a blocking pop, a condition, a
+backed-off poll), never in a busy loop, until messages come, then hands back.
+
+The fetcher thread also keeps the worker's unacknowledged deliveries invisible to other
+consumers while they wait and run (:meth:`Transport.extend`), so a task longer than the
+visibility timeout is not delivered twice; it is its own thread because the solo pool runs
+tasks on the consumer thread.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ logger = logging.getLogger(__name__)
 class Holdings:
     """What the worker holds, shared by the fetcher and the consumer thread.
 
-    ``count`` is the number of tasks in the worker (waiting or running), bounded by ``limit``;
-    ``unacked`` the deliveries not yet settled with the broker, which the fetcher extends.
-    They differ for early-acked tasks, which still occupy the worker while they run.
+    ``count`` is the number of tasks in the worker (waiting or running); with the room claimed
+    by a fetch in progress it is bounded by ``limit``. ``unacked`` the deliveries not yet settled
+    with the broker, which the fetcher extends. They differ for early-acked tasks, which still
+    occupy the worker while they run. ``handed_over``: the consumer found the queues empty and
+    left fetching to the fetcher thread.
     """
 
     def __init__(self, limit: int) -> None:
@@ -39,25 +47,55 @@ class Holdings:
         self.batch = max(limit // 2, 1)
         self._cond = threading.Condition(threading.Lock())
         self._count = 0
+        self._claimed = 0
         self._unacked: dict[str, Delivery] = {}
         self.closed = False
+        self.handed_over = True
 
-    def wait_for_room(self, timeout: float) -> int:
-        """How many more the worker can take, waiting up to ``timeout`` for a batch's worth
-        of room; 0 if none came or the holdings were closed."""
+    def claim(self) -> int:
+        """Claim the free room for a fetch, if it is a batch's worth; else 0. Release what the
+        fetch did not fill with :meth:`taken`."""
+        with self._cond:
+            return self._claim()
+
+    def claim_when_handed_over(self, timeout: float) -> int:
+        """For the fetcher thread: :meth:`claim`, once fetching was handed over to it and a
+        batch's worth of room is free, waiting up to ``timeout``; 0 if that did not happen."""
         with self._cond:
             if timeout > 0:
-                self._cond.wait_for(
-                    lambda: self.closed or self.limit - self._count >= self.batch, timeout
-                )
-            room = self.limit - self._count
-            return 0 if self.closed or room < self.batch else room
+                self._cond.wait_for(lambda: self.closed or self._wanted(), timeout)
+            return self._claim() if self.handed_over else 0
 
-    def taken(self, deliveries: Sequence[Delivery]) -> None:
+    def hand_over(self) -> None:
+        """The queues look empty: the fetcher thread waits for messages from now on."""
         with self._cond:
+            if not self.handed_over:
+                self.handed_over = True
+                self._cond.notify()
+
+    def taken(self, deliveries: Sequence[Delivery], claimed: int) -> None:
+        """A fetch for ``claimed`` room returned ``deliveries``; a full one hands fetching
+        back to the consumer (more are likely waiting)."""
+        with self._cond:
+            self._claimed -= claimed
             self._count += len(deliveries)
             for delivery in deliveries:
                 self._unacked[delivery.tag] = delivery
+            if deliveries and len(deliveries) == claimed:
+                self.handed_over = False
+
+    def _room(self) -> int:
+        return self.limit - self._count - self._claimed
+
+    def _claim(self) -> int:
+        room = self._room()
+        if self.closed or room < self.batch:
+            return 0
+        self._claimed += room
+        return room
+
+    def _wanted(self) -> bool:
+        return self.handed_over and self._room() >= self.batch
 
     def settled(self, deliveries: Iterable[Delivery]) -> None:
         """The broker knows the fate of these deliveries: stop extending them."""
@@ -69,10 +107,10 @@ class Holdings:
         """Tasks left the worker: room for as many new ones."""
         with self._cond:
             self._count -= count
-            # Wake the fetcher only when a batch's worth of room just appeared: waking a thread
-            # costs more than anything else done per task here, and it would go back to sleep.
-            room = self.limit - self._count
-            if room >= self.batch and room - count < self.batch:
+            # Wake the fetcher only if it fetches and a batch's worth of room just appeared:
+            # waking a thread costs more than anything else done per task here.
+            room = self._room()
+            if self.handed_over and room >= self.batch and room - count < self.batch:
                 self._cond.notify()
 
     def pause(self, seconds: float) -> None:
@@ -96,7 +134,8 @@ class Holdings:
 
 
 class Fetcher(threading.Thread):
-    """Fetches into ``deliver`` until the holdings close; extends held deliveries meanwhile.
+    """Fetches into ``deliver`` whenever the consumer handed fetching over, until the holdings
+    close; extends held deliveries meanwhile.
 
     ``extend_every`` seconds it pushes every unacked delivery's visibility out by
     ``visibility_timeout``. A broker error is logged and retried with backoff; with
@@ -137,10 +176,15 @@ class Fetcher(threading.Thread):
                 if time.monotonic() >= next_extend:
                     self._extend()
                     next_extend = time.monotonic() + self.extend_every
-                room = holdings.wait_for_room(self._until(next_extend))
+                room = holdings.claim_when_handed_over(self._until(next_extend))
                 if room <= 0:
                     continue
-                batch = self.transport.fetch(self.queues, room, self._until(next_extend))
+                try:
+                    batch = self.transport.fetch(self.queues, room, self._until(next_extend))
+                except BaseException:
+                    holdings.taken((), room)
+                    raise
+                holdings.taken(batch, room)
                 backoff.reset()
             except TransportError as exc:
                 if not self.retry:
@@ -156,7 +200,6 @@ class Fetcher(threading.Thread):
                 self.on_failure()
                 return
             if batch:
-                holdings.taken(batch)
                 self.deliver(batch)
 
     def _until(self, next_extend: float) -> float:

@@ -226,6 +226,7 @@ class Worker:
                 pool=pool,
                 settings=settings,
                 holdings=holdings,
+                queues=self.queues,
                 hostname=self.hostname,
                 key=self._key,
                 control=RemoteControl(
@@ -236,7 +237,7 @@ class Worker:
                     shutdown=self.stop,
                 ),
             )
-            pool.start(consumer.on_outcome)
+            consumer.start_pool()
             try:
                 return self._consume(transport, pool, consumer, holdings)
             finally:

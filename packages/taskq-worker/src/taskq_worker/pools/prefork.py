@@ -45,18 +45,20 @@ import itertools
 import logging
 import os
 import pickle
+import select
 import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 from taskq.contracts import JobOutcome, PoolJob
 
 from .child import DONE, INIT_FAILED, JOBS, LOST, READY, RETURNED, TAKE, dumps, spawn
+from .frames import Inbox, readable
 from .jobs import Fate, check_job, limits, never_started, timed_out
 from .options import check_concurrency, check_count, parse_options
 
@@ -102,6 +104,11 @@ class _Child:
     takes: int = 0
     #: Jobs ``terminate`` asked back: reported terminated when returned.
     cancelled: set[int] = field(default_factory=set[int])
+    #: What it wrote and the parent did not read as whole messages yet.
+    inbox: Inbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.inbox = Inbox(self.conn.fileno())
 
     @property
     def open(self) -> bool:
@@ -128,6 +135,10 @@ class PreforkPool:
         self._state = _NEW
         self._on_outcome: Callable[[JobOutcome], None] | None = None
         self._children: dict[Connection, _Child] = {}
+        #: Children by the fd of their pipe, and what the supervisor waits on (their pipes and
+        #: the wake-up pipe), kept across passes rather than built for each wait.
+        self._by_fd: dict[int, _Child] = {}
+        self._poller = select.poll()
         #: Jobs applied and not sent: (sequence number, job, pickled job).
         self._pending: deque[tuple[int, PoolJob, bytes]] = deque()
         self._seq = itertools.count(1)
@@ -135,6 +146,8 @@ class PreforkPool:
         self._killing = False
         self._wake_fds: tuple[int, int] | None = None  # wakes the supervisor's wait()
         self._supervisor: threading.Thread | None = None
+        #: Supervised by the caller's step() calls instead of a thread (start_driven).
+        self._driven = False
         #: Why the last child that could not start failed (start() raises it).
         self._init_error: str | None = None
         self._respawn_at = 0.0
@@ -144,6 +157,14 @@ class PreforkPool:
 
     def start(self, on_outcome: Callable[[JobOutcome], None]) -> None:
         """Start the supervisor, which forks the children; return once all of them are ready."""
+        self._start(on_outcome, driven=False)
+
+    def start_driven(self, on_outcome: Callable[[JobOutcome], None]) -> None:
+        """Start without a supervisor thread: the caller supervises with :meth:`step` (and
+        :meth:`stop` finishes on the caller's thread). Returns once every child is ready."""
+        self._start(on_outcome, driven=True)
+
+    def _start(self, on_outcome: Callable[[JobOutcome], None], *, driven: bool) -> None:
         with self._lock:
             if self._state != _NEW:
                 raise RuntimeError(f"the prefork pool cannot start: it is {self._state}")
@@ -152,17 +173,32 @@ class PreforkPool:
             read_fd, write_fd = os.pipe()
             os.set_blocking(write_fd, False)
             self._wake_fds = (read_fd, write_fd)
-            self._supervisor = threading.Thread(
-                target=self._supervise, name="taskq-prefork-supervisor", daemon=True
-            )
-            self._supervisor.start()
-            self._changed.wait_for(
-                lambda: self._init_error is not None or self._ready() >= self._size
-            )
+            self._poller.register(read_fd, select.POLLIN)
+            self._driven = driven
+            if not driven:
+                self._supervisor = threading.Thread(
+                    target=self._supervise, name="taskq-prefork-supervisor", daemon=True
+                )
+                self._supervisor.start()
+                self._changed.wait_for(self._started)
+        while driven and not self._started_now():
+            self._pass(None)
+        with self._lock:
             error = self._init_error
         if error is not None:
             self.stop(wait=False)
             raise RuntimeError(f"the prefork pool could not start a child: {error}")
+
+    def step(self, timeout: float | None) -> None:
+        """Supervise once, on this thread (after :meth:`start_driven`): wait up to ``timeout``
+        (None: until something happens) for the children, a :meth:`wake` or a due timer,
+        and handle it. Outcomes are reported on this thread, before it returns."""
+        self._pass(timeout)
+
+    def wake(self) -> None:
+        """Make a :meth:`step` in progress return now (from any thread)."""
+        with self._lock:
+            self._wake()
 
     def apply(self, job: PoolJob) -> None:
         """Send ``job`` to a child, or queue it for the next one; returns at once."""
@@ -302,48 +338,70 @@ class PreforkPool:
             supervisor = self._supervisor
         for outcome in dropped:
             self._report(outcome)
-        if supervisor is not None and supervisor is not threading.current_thread():
+        if self._driven:
+            while self._pass(None):
+                pass
+        elif supervisor is not None and supervisor is not threading.current_thread():
             supervisor.join()
 
     # -- the supervisor ----------------------------------------------------------------------
 
     def _supervise(self) -> None:
-        while True:
-            with self._lock:
-                if self._state != _RUNNING and not self._children:
-                    dropped = self._drop_pending()  # no child left to run them (shrunk to 0)
-                    self._close_wake_fds()
-                    self._changed.notify_all()
-                    break
-                assert self._wake_fds is not None
-                wake_fd = self._wake_fds[0]
-                waitables: list[Connection | int] = [*self._children, wake_fd]
-                timeout = self._timeout(time.monotonic())
-            ready = wait(waitables, timeout)
-            reports: list[JobOutcome] = []
-            with self._lock:
-                for item in ready:
-                    if isinstance(item, int):
-                        os.read(item, 4096)
-                    elif isinstance(item, Connection) and (child := self._children.get(item)):
-                        self._receive(child, reports)
-                now = time.monotonic()
-                self._expire(now)
-                if now >= self._next_exit_poll:
-                    self._next_exit_poll = now + _EXIT_POLL
-                    self._poll_exits(reports)
-                self._refill(now)
-                self._dispatch()
-                self._rebalance(now)
-                if self._state != _RUNNING and not self._pending:
-                    for child in self._children.values():
-                        if not child.jobs and not child.retiring:
-                            self._stop_child(child)
+        while self._pass(None):
+            pass
+
+    def _pass(self, limit: float | None) -> bool:
+        """One round of supervision: wait for a child's message, a wake-up, what is due or
+        ``limit``, and handle it all. False once there is nothing left to supervise."""
+        dropped: list[JobOutcome] = []
+        with self._lock:
+            if self._wake_fds is None:
+                return False  # finished
+            wake_fd = self._wake_fds[0]
+            timeout = self._timeout(time.monotonic())
+            if limit is not None:
+                timeout = limit if timeout is None else min(timeout, limit)
+            finished = self._state != _RUNNING and not self._children
+            if finished:
+                dropped = self._drop_pending()  # no child left to run them (shrunk to 0)
+                self._close_wake_fds()
                 self._changed.notify_all()
-            for outcome in reports:
+        if finished:
+            for outcome in dropped:
                 self._report(outcome)
-        for outcome in dropped:
+            return False
+        ready = self._poller.poll(None if timeout is None else timeout * 1000)
+        reports: list[JobOutcome] = []
+        with self._lock:
+            for fd, _ in ready:
+                if fd == wake_fd:
+                    os.read(fd, 4096)
+                elif child := self._by_fd.get(fd):
+                    self._receive(child, reports, readable=True)
+            now = time.monotonic()
+            self._expire(now)
+            if now >= self._next_exit_poll:
+                self._next_exit_poll = now + _EXIT_POLL
+                self._poll_exits(reports)
+            self._refill(now)
+            self._dispatch()
+            self._rebalance(now)
+            if self._state != _RUNNING and not self._pending:
+                for child in self._children.values():
+                    if not child.jobs and not child.retiring:
+                        self._stop_child(child)
+            self._changed.notify_all()
+        for outcome in reports:
             self._report(outcome)
+        return True
+
+    def _started(self) -> bool:
+        """Every child is ready, or one could not start (with the lock held)."""
+        return self._init_error is not None or self._ready() >= self._size
+
+    def _started_now(self) -> bool:
+        with self._lock:
+            return self._started()
 
     def _timeout(self, now: float) -> float | None:
         """Seconds until the supervisor has something to do without being woken."""
@@ -360,16 +418,16 @@ class PreforkPool:
             )
         return max(0.0, min(due) - now) if due else None
 
-    def _receive(self, child: _Child, reports: list[JobOutcome]) -> None:
-        """Handle every message waiting from ``child``; reap it at EOF."""
-        while True:
-            try:
-                if not child.conn.poll():
-                    return
-                data = child.conn.recv_bytes()
-            except (EOFError, OSError):
-                self._reap(child, _collect(child.pid), reports)
-                return
+    def _receive(self, child: _Child, reports: list[JobOutcome], *, readable: bool = False) -> None:
+        """Handle the messages ``child`` sent (``readable``: its pipe is known to be); reap it
+        at end of file."""
+        if not readable and not _readable(child):
+            return
+        frames = child.inbox.read()
+        if frames is None:
+            self._reap(child, _collect(child.pid), reports)
+            return
+        for data in frames:
             self._handle(child, data, reports)
 
     def _handle(self, child: _Child, data: bytes, reports: list[JobOutcome]) -> None:
@@ -415,6 +473,8 @@ class PreforkPool:
     def _reap(self, child: _Child, how: str, reports: list[JobOutcome]) -> None:
         """Forget a child that exited; the job it ran gets its outcome, the others go back."""
         del self._children[child.conn]
+        del self._by_fd[child.inbox.fd]
+        self._poller.unregister(child.inbox.fd)
         child.conn.close()
         if child.jobs:
             seq, job = next(iter(child.jobs.items()))
@@ -467,12 +527,12 @@ class PreforkPool:
             how = _exited(child.pid)
             if how is None:
                 continue
-            while child.conn.poll():  # what it said before it died still counts
-                try:
-                    data = child.conn.recv_bytes()
-                except (EOFError, OSError):
+            while _readable(child):  # what it said before it died still counts
+                frames = child.inbox.read()
+                if frames is None:
                     break
-                self._handle(child, data, reports)
+                for data in frames:
+                    self._handle(child, data, reports)
             self._reap(child, how, reports)
 
     def _expire(self, now: float) -> None:
@@ -515,7 +575,9 @@ class PreforkPool:
     def _spawn(self) -> None:
         assert self._wake_fds is not None
         pid, conn = spawn(self._options, self._children, self._wake_fds)
-        self._children[conn] = _Child(pid, conn)
+        child = self._children[conn] = _Child(pid, conn)
+        self._by_fd[child.inbox.fd] = child
+        self._poller.register(child.inbox.fd, select.POLLIN)
 
     def _refill(self, now: float) -> None:
         """Fork children up to the pool's size, unless a child just failed to start.
@@ -580,6 +642,7 @@ class PreforkPool:
 
     def _close_wake_fds(self) -> None:
         if self._wake_fds is not None:
+            self._poller.unregister(self._wake_fds[0])
             for fd in self._wake_fds:
                 os.close(fd)
             self._wake_fds = None
@@ -601,6 +664,10 @@ class PreforkPool:
 
 def _load(child: _Child) -> int:
     return len(child.jobs)
+
+
+def _readable(child: _Child) -> bool:
+    return readable(child.inbox.fd)
 
 
 def _kill(pid: int, sig: int) -> None:
