@@ -222,10 +222,14 @@ def test_a_countdown_beyond_the_visibility_timeout_runs_once(
                 ).id
             ),
         ]
-        # Both wait in Redis, none in a worker, where the visibility timeout would expire.
+        # Both wait in Redis, none in a worker, where the visibility timeout would expire (the
+        # worker that took Celery's message acks it just after putting it in the delayed set).
         delayed = f"_taskq.delayed.{queue}"
-        wait_until(lambda: probe.zcard(delayed) == 2, TIMEOUT, message="both in the delayed set")
-        assert probe.hlen("unacked") == 0
+        wait_until(
+            lambda: probe.zcard(delayed) == 2 and probe.hlen("unacked") == 0,
+            TIMEOUT,
+            message="both in the delayed set, nothing unacked",
+        )
         assert [r.get(timeout=TIMEOUT) for r in results] == ["taskq", "taskq"]
         for result in results:
             meta = app.backend.get(result.id)
