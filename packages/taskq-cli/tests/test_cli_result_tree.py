@@ -315,6 +315,48 @@ def test_a_chord_in_a_chain(store):
     )
 
 
+def test_a_chord_in_a_chain_listed_as_its_body_carrying_the_header(store):
+    # A step may list the chord it sent as the chord's result: the body's ref, carrying the
+    # header group as parent. Then the body is found from the first step too.
+    header = group_ref("hg", task_ref("h1"), task_ref("h2"))
+    store.task("a", 2, children=[ResultRef("d", header)])
+    store.task("h1", 3, parent="a", group="hg")
+    store.task("h2", 4, parent="a", group="hg")
+    store.task("d", 7, name="proj.tsum", parent="h2", group="hg")
+    expected = (
+        "chain\n"
+        "├── proj.add a SUCCESS 2\n"
+        "└── chord hg (2 in header)\n"
+        "    ├── proj.add h1 SUCCESS 3\n"
+        "    ├── proj.add h2 SUCCESS 4\n"
+        "    └── body: proj.tsum d SUCCESS 7"
+    )
+    assert store.text("a") == store.text("d") == store.text("h1") == expected
+
+
+def test_the_failure_a_chord_body_gets_marks_it_as_the_body(store):
+    # Stored by the chord's bookkeeping with the header's group id and no parent: without the
+    # header saved, only the ChordError tells the body from a member.
+    store.failed("cb", RuntimeError("x"), group="hx")
+    assert (
+        store.text("cb")
+        == "group hx (not saved; 1 member found)\n└── proj.fail cb FAILURE RuntimeError: x"
+    )
+    store.backend.store(
+        ResultMeta(
+            "cb2",
+            states.FAILURE,
+            {"exc_type": "ChordError", "exc_message": ["Dependency h raised ValueError('boom')"],
+             "exc_module": "celery.exceptions"},
+            group_id="hy",
+        )
+    )  # fmt: skip
+    assert store.text("cb2") == (
+        "chord hy (header not saved; 0 found)\n"
+        "└── body: cb2 FAILURE celery.exceptions.ChordError: Dependency h raised ValueError('boom')"
+    )
+
+
 def test_a_chord_in_the_header_of_a_chord(store):
     # chord([chord([add(1, 1), add(2, 2)], tsum()), add(3, 3)], tsum()): the inner body has
     # the outer group's id and the inner header's last task as parent.

@@ -27,10 +27,10 @@ rebuilds the tree every half second and reads again only what is still running.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from taskq_protocol import ProtocolError, ResultMeta, ResultRef, states
 from taskq_protocol.exceptions import exception_from_dict, is_exception_dict
@@ -335,9 +335,14 @@ class _Walk:
 
     def _followers(self, task_id: str, meta: ResultMeta | None) -> list[ResultRef]:
         refs = self._stored_followers(meta)
-        listed = {ref.id for ref in refs}
-        refs.extend(ref for ref in self._links.get(task_id, ()) if ref.id not in listed)
+        named = {step.id for ref in refs for step in _lineage(ref)}
+        refs.extend(ref for ref in self._links.get(task_id, ()) if ref.id not in named)
         return refs
+
+    def _named(self, meta: ResultMeta) -> list[ResultRef]:
+        """Every result a meta's children name: each child and what it carries before it (a
+        chord's result listed as its body carrying the header group, a chain's last step)."""
+        return [step for ref in self._stored_followers(meta) for step in _lineage(ref)]
 
     def _link(self, task_id: str, ref: ResultRef) -> None:
         links = self._links.setdefault(task_id, [])
@@ -399,7 +404,7 @@ class _Walk:
         group_id, parent_id = meta.group_id, meta.parent_id
         parent = self.meta(parent_id) if parent_id else None
         if parent is not None and parent_id is not None:
-            listed = {ref.id for ref in self._stored_followers(parent)}
+            listed = {ref.id for ref in self._named(parent)}
             if self._lists_task(parent, task_id):
                 # The next step of a chain, a callback, or a task the parent sent.
                 return ResultRef(parent_id), None if group_id in listed else group_id
@@ -423,9 +428,13 @@ class _Walk:
         saved = self.saved_group(group_id)
         if saved is not None and saved.children is not None:
             members = {i for member in saved.children for i in _lineage_ids(member)}
-            if task_id not in members:
-                self._bodies[group_id] = ResultRef(task_id)  # a body stored without parent
-                return ResultRef(group_id, None, ()), None
+            is_body = task_id not in members
+        else:
+            is_body = _is_chord_error(meta)
+        if is_body:
+            # A body stored without parent: the failure a failed header task gives it.
+            self._bodies[group_id] = ResultRef(task_id)
+            return ResultRef(group_id, None, ()), None
         self._add_member(group_id, ResultRef(task_id))
         return ResultRef(group_id, None, ()), None
 
@@ -434,20 +443,23 @@ class _Walk:
         current, steps = task_id, 0
         while steps < _MAX_STEPS:
             followers = self._followers(current, self.meta(current))
-            if len(followers) != 1 or followers[0].children is not None:
-                break
+            if len(followers) != 1 or followers[0] != ResultRef(followers[0].id):
+                break  # the chain ends, or goes on into a group or chord
             current, steps = followers[0].id, steps + 1
         meta = self.meta(current)
-        return meta.group_id if steps and meta is not None else None
+        if not steps or meta is None or meta.group_id is None:
+            return None
+        parent = self.meta(meta.parent_id) if meta.parent_id else None
+        if parent is not None and not self._lists_task(parent, current):
+            return None  # the last step is a chord's body, not a group member's end
+        return meta.group_id
 
     def _lists_task(self, parent: ResultMeta, task_id: str) -> bool:
-        return any(
-            ref.children is None and ref.id == task_id for ref in self._stored_followers(parent)
-        )
+        return any(ref.children is None and ref.id == task_id for ref in self._named(parent))
 
     def _group_listing(self, parent: ResultMeta, task_id: str) -> str | None:
         """The id of a group ``parent`` sent that holds the task (or a chain ending in it)."""
-        for ref in self._stored_followers(parent):
+        for ref in self._named(parent):
             if ref.children is not None and any(
                 task_id in _lineage_ids(member) for member in ref.children
             ):
@@ -473,7 +485,7 @@ class _Walk:
             parent = self.meta(meta.parent_id)
             if parent is None:
                 return None
-            if all(ref.id != group_id for ref in self._stored_followers(parent)):
+            if all(ref.id != group_id for ref in self._named(parent)):
                 self._link(meta.parent_id, ResultRef(group_id, None, ()))
             return meta.parent_id
         return None
@@ -588,6 +600,16 @@ class _Walk:
             return True
         meta = self._metas.get(task_id)
         return meta is not None and meta.ready
+
+
+def _is_chord_error(meta: ResultMeta) -> bool:
+    """The FAILURE a chord's body gets when a header task failed (Celery's and taskq's name)."""
+    value: object = meta.result
+    return (
+        meta.status == states.FAILURE
+        and is_exception_dict(value)
+        and cast("Mapping[str, object]", value).get("exc_type") == "ChordError"
+    )
 
 
 def _lineage_ids(ref: ResultRef) -> list[str]:
