@@ -1,5 +1,5 @@
-"""Chord bookkeeping in Redis: Celery 5.7.0's keys, counted once per part, fired once, and
-expired only when the chord stops moving."""
+"""Chord bookkeeping in Redis: Celery 5.7.0's keys, counted once per part, claimed by one part
+until the body is sent, and expired only when the chord stops moving."""
 
 from __future__ import annotations
 
@@ -85,8 +85,13 @@ def test_parts_are_kept_in_celerys_keys(open_backend: OpenBackend, raw: redis.Re
         f"{parts[2].task_id}:2".encode(),
     }
     assert not raw.exists(keys[".m"]), "plain parts need no full metas"
-    done = backend.chord_part_done(parts[1])
+    done = backend.chord_part_done(parts[1], lease=20)
     assert done == [p.meta for p in parts]
+    # Claimed by the completing task for the lease; the parts stay until the body is sent.
+    assert raw.get(keys[".c"]) == parts[1].task_id.encode()
+    assert 19_000 <= raw.pttl(keys[".c"]) <= 20_000
+    assert raw.exists(keys[".j"], keys[".s"], keys[".d"]) == 3
+    backend.chord_body_sent(group_id)
     assert raw.exists(keys[".j"], keys[".t"], keys[".s"], keys[".d"], keys[".m"]) == 0
     assert raw.get(keys[".c"]) == b"done"
     assert 290 <= raw.ttl(keys[".c"]) <= 300
@@ -176,6 +181,7 @@ def test_late_duplicates_after_the_chord_fired_change_nothing(
     backend.set_chord_size(group_id, 2)
     backend.chord_part_done(parts[0])
     assert backend.chord_part_done(parts[1]) is not None
+    backend.chord_body_sent(group_id)
     for part in parts:
         assert backend.chord_part_done(part) is None
     assert not raw.exists(_keys(group_id)[".j"]), "a late duplicate recreated the chord"
@@ -190,6 +196,7 @@ def test_setting_the_size_again_starts_a_new_run(open_backend: OpenBackend) -> N
         backend.set_chord_size(group_id, 2)
         assert backend.chord_part_done(parts[0]) is None
         assert backend.chord_part_done(parts[1]) == [p.meta for p in parts]
+        backend.chord_body_sent(group_id)
 
 
 def test_a_claim_held_by_a_celery_worker_is_respected(
@@ -215,7 +222,8 @@ def _report_in_child(url: str, parts: list[ChordPart], completions: Any) -> None
         for part in parts:
             done = backend.chord_part_done(part)
             if done is not None:
-                completions.put([m.task_id for m in done])
+                backend.chord_body_sent(part.group_id)  # as the worker does, once it sent the body
+                completions.put((part.task_id, [m.task_id for m in done]))
     finally:
         backend.close()
 
@@ -247,7 +255,11 @@ def test_parts_from_many_processes_fire_the_chord_once(
     fired = []
     while not completions.empty():
         fired.append(completions.get(timeout=1))
-    assert fired == [[p.task_id for p in parts]]
+    # Only the claiming task may complete it again (its own duplicate, before it was marked
+    # done); every completion hands out every part.
+    assert fired, "the chord never fired"
+    assert len({claimant for claimant, _ in fired}) == 1
+    assert all(ids == [p.task_id for p in parts] for _, ids in fired)
 
 
 def test_parts_from_many_threads_and_backends_fire_the_chord_once(
@@ -259,13 +271,17 @@ def test_parts_from_many_threads_and_backends_fire_the_chord_once(
     reporters = [open_backend() for _ in range(threads)]
     reporters[0].set_chord_size(group_id, size)
 
-    def report(index: int) -> int:
-        fired = 0
+    def report(index: int) -> list[str]:
+        claims: list[str] = []
         for part in parts[index::threads] + parts[(index + 1) % threads :: threads]:
-            fired += reporters[index].chord_part_done(part) is not None
-        return fired
+            if reporters[index].chord_part_done(part) is not None:
+                claims.append(part.task_id)
+                reporters[index].chord_body_sent(group_id)
+        return claims
 
-    assert sum(run_in_threads(report, threads)) == 1
+    claims = [claim for found in run_in_threads(report, threads) for claim in found]
+    assert claims, "the chord never fired"
+    assert len(set(claims)) == 1, "two different parts fired the chord"
 
 
 # -- expiry -----------------------------------------------------------------------------------

@@ -88,24 +88,51 @@ MUTANTS = {
     ),
     "delete-group-does-nothing": ("def delete_group(self, group_id): pass", "test_delete_group"),
     "chord-in-report-order": (
-        "def chord_part_done(self, part):\n"
+        "def chord_part_done(self, part, **kw):\n"
         "    self.seen = [*getattr(self, 'seen', []), part.meta]\n"
-        "    return None if super().chord_part_done(part) is None else self.seen",
+        "    return None if super().chord_part_done(part, **kw) is None else self.seen",
         "test_chord_completes_once_in_group_index_order",
     ),
     "duplicate-part-counted-again": (
-        "def chord_part_done(self, part):\n"
+        "def chord_part_done(self, part, **kw):\n"
         "    unique = dataclasses.replace(part, task_id=str(uuid.uuid4()))\n"
-        "    return super().chord_part_done(unique)",
+        "    return super().chord_part_done(unique, **kw)",
         "test_duplicate_part_is_counted_once",
     ),
     "chord-completes-for-every-late-part": (
-        "def chord_part_done(self, part):\n"
-        "    done = super().chord_part_done(part)\n"
+        "def chord_part_done(self, part, **kw):\n"
+        "    done = super().chord_part_done(part, **kw)\n"
         "    if done is not None:\n"
         "        self.done = done\n"
         "    return done if done is not None else getattr(self, 'done', None)",
-        "test_concurrent_parts_complete_the_chord_exactly_once",
+        "test_a_claimed_chord_is_not_handed_to_another_part",
+    ),
+    "claim-never-expires": (
+        "def chord_part_done(self, part, **kw):\n"
+        "    return super().chord_part_done(part, lease=3600)",
+        "test_an_expired_claim_lets_a_late_report_complete_the_chord",
+    ),
+    "claimant-not-recognised": (
+        "def chord_part_done(self, part, **kw):\n"
+        "    claimed = getattr(self, 'claimed', set())\n"
+        "    if part.task_id in claimed:\n"
+        "        return None\n"
+        "    done = super().chord_part_done(part, **kw)\n"
+        "    if done is not None:\n"
+        "        self.claimed = claimed | {part.task_id}\n"
+        "    return done",
+        "test_the_claimant_gets_the_parts_again_until_the_body_is_sent",
+    ),
+    "body-sent-ignored": (
+        "def chord_body_sent(self, group_id): pass",
+        "test_a_done_chord_hands_out_nothing_even_after_the_lease",
+    ),
+    "chord-expires-with-results": (
+        "def _chord(self, group_id, now):\n"
+        "    chord = super()._chord(group_id, now)\n"
+        "    chord.expires_at = None if self.expires is None else now + self.expires\n"
+        "    return chord",
+        "test_a_chord_outlives_a_short_result_expires",
     ),
 }
 

@@ -96,6 +96,9 @@ class TaskQ:
         )
         self._oid = str(uuid.uuid4())
         self._thread_oids = threading.local()
+        from taskq.canvas.builtins import register_builtins
+
+        register_builtins(self)
         for register in list(_shared):
             register(self)
         _apps.append(self)
@@ -214,15 +217,25 @@ class TaskQ:
         task: Task[Any, Any] | None = None,
         **options: Any,
     ) -> AsyncResult[Any]:
-        """Send a task by name, registered here or not (Celery's ``send_task``)."""
+        """Send a task by name, registered here or not (Celery's ``send_task``).
+
+        Sent from inside a running task, the result is listed in that task's ``children``
+        unless ``add_to_parent=False``.
+        """
         from taskq.result import AsyncResult
 
         if task is None:
             task = self.tasks.get(name)
+        add_to_parent = options.pop("add_to_parent", True)
         message = self.publisher.send(
             name, tuple(args or ()), dict(kwargs or {}), options, task=task
         )
-        return AsyncResult(message.id, app=self, task_name=name)
+        result: AsyncResult[Any] = AsyncResult(message.id, app=self, task_name=name)
+        if add_to_parent:
+            from taskq.canvas.sending import record_child
+
+            record_child(self, result)
+        return result
 
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult[Any]:
         from taskq.result import AsyncResult

@@ -223,7 +223,9 @@ class Publisher:
         """The routed, serialized (and compressed) envelope for one call, not yet published."""
         app = self.app
         task_options = _task_routing_options(task)
-        route = app.router.route(name, args, kwargs, options, task_options, task=task)
+        # A map is routed as the task it maps (Celery's ``route_name``).
+        route_name = options.get("route_name") or name
+        route = app.router.route(route_name, args, kwargs, options, task_options, task=task)
         if route.options:
             # What a router returns besides the queue (expires, serializer, ...) applies under
             # the caller's own options, as in Celery.

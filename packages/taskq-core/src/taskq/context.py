@@ -56,6 +56,9 @@ class Request:
     stamps: dict[str, Any] = field(default_factory=dict[str, Any])
     shadow: str | None = None
     priority: int | None = None
+    #: Results of what this run sent (subtasks, callbacks, the next chain step), stored in its
+    #: meta's ``children`` so ``AsyncResult.children`` can follow the workflow.
+    children: list[Any] = field(default_factory=list[Any])
 
     @property
     def called_directly(self) -> bool:

@@ -26,6 +26,7 @@ __all__ = [
     "Transport",
     "ResultBackend",
     "ChordPart",
+    "CHORD_CLAIM_LEASE",
     "Pool",
     "PoolJob",
     "JobOutcome",
@@ -212,6 +213,12 @@ class BackendFactory(Protocol):
     def __call__(self, url: str, options: BackendOptions) -> ResultBackend: ...
 
 
+#: Seconds a chord stays claimed by the part that completed it before another report may
+#: complete it again (the claimant publishes the body within it; Celery's claim is 10 s
+#: while it joins, then extended for the publish).
+CHORD_CLAIM_LEASE = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class ChordPart:
     """One finished member of a chord header, reported to the backend."""
@@ -266,17 +273,39 @@ class ResultBackend(Protocol):
     def delete_group(self, group_id: str) -> None: ...
 
     def set_chord_size(self, group_id: str, size: int) -> None:
-        """Record how many header tasks a chord waits for, before the last is sent."""
+        """Record how many header tasks a chord waits for, before the last is sent.
+
+        Setting the size of a chord that is done (or claimed) starts a new run of it under
+        the same group id: a frozen chord applied again.
+        """
         ...
 
-    def chord_part_done(self, part: ChordPart) -> list[ResultMeta] | None:
-        """Count one finished header task, atomically and at most once per task id.
+    def chord_part_done(
+        self, part: ChordPart, *, lease: float = CHORD_CLAIM_LEASE
+    ) -> list[ResultMeta] | None:
+        """Count one finished header task, atomically and at most once per task id (a part
+        reported twice keeps its first result).
 
-        Returns the metas of every part, ordered by ``group_index``, to the one caller whose
-        part completed the chord, and ``None`` to everyone else, so the body runs once even
-        when a header task is delivered twice. Parts may arrive before ``set_chord_size``:
-        the chord completes on the part that finds both the size and every part.
+        When the count is complete, the chord is *claimed* for ``lease`` seconds by the
+        reporting task id and the metas of every part, ordered by ``group_index``, are
+        returned to that reporter alone; everyone else gets ``None``. The claimant sends the
+        body, then calls :meth:`chord_body_sent`, which marks the chord done. Until then the
+        parts are kept, and a later report that finds the count complete gets them again if
+        the claim has expired, or if it comes from the claiming task id itself (its message
+        was delivered again: the worker that claimed died before it was done). Once the chord
+        is done no report gets them again. So a body is sent at least once, and twice only
+        when a claimant is slower than its lease or dies after sending and before
+        ``chord_body_sent``; it is sent under the id it was frozen with, so that second send
+        is the same task.
+
+        Parts may arrive before ``set_chord_size``: the chord completes on the part that finds
+        both the size and every part.
         """
+        ...
+
+    def chord_body_sent(self, group_id: str) -> None:
+        """Mark a chord done once its body was published (or failed): its parts may be
+        dropped and later reports of them are ignored. Unknown ids are ignored."""
         ...
 
     def close(self) -> None: ...

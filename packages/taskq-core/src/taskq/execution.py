@@ -19,22 +19,22 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from taskq import signals
-from taskq.canvas import Signature, maybe_signature
+from taskq.canvas.errbacks import call_errbacks
+from taskq.canvas.outcomes import fail_chain, report_chord_part
 from taskq.context import Request, pop_request, push_request
-from taskq.contracts import ChordPart
 from taskq.exceptions import (
-    ChordError,
     Ignore,
     Reject,
     Retry,
     TaskRevokedError,
     TimeLimitExceeded,
 )
-from taskq_protocol import ResultMeta, ResultRef, TaskMessage, exception_to_dict, states
+from taskq_protocol import ResultMeta, TaskMessage, exception_to_dict, states
 from taskq_serializers import SerializationError
 
 if TYPE_CHECKING:
     from taskq.app import TaskQ
+    from taskq.canvas import Signature
     from taskq.result import EagerResult
     from taskq.task import Task
 
@@ -260,9 +260,11 @@ def _run(app: TaskQ, task: Task[Any, Any], request: Request) -> _Outcome:
 
 def _on_success(app: TaskQ, task: Task[Any, Any], request: Request, retval: Any) -> _Outcome:
     task_id = request.id or ""
-    children = _send_followers(app, request, retval)
+    # Sent before the result is stored, so the stored meta names them as children (Celery's
+    # order): a reader who sees SUCCESS can follow the workflow.
+    _send_followers(app, request, retval)
     try:
-        _store(app, task, request, states.SUCCESS, retval, children=children)
+        _store(app, task, request, states.SUCCESS, retval, children=_children(request))
     except SerializationError as exc:
         # The task ran, but its return value cannot be stored: that is the task's failure.
         return _on_failure(app, task, request, exc)
@@ -294,9 +296,20 @@ def _on_failure(app: TaskQ, task: Task[Any, Any], request: Request, exc: BaseExc
     einfo = _format(exc)
     store = not _ignores_result(app, task, request) or _store_errors(app, task)
     if store and not request.is_eager:
-        _store(app, task, request, states.FAILURE, exception_to_dict(exc), traceback=einfo)
-    _call_errbacks(app, request, exc, einfo)
+        _store(
+            app,
+            task,
+            request,
+            states.FAILURE,
+            exception_to_dict(exc),
+            traceback=einfo,
+            children=_children(request),
+        )
     _chord_part_done(app, request, states.FAILURE, exception_to_dict(exc))
+    if store and not request.is_eager:
+        # The rest of the chain will never run: fail it where its waiters look.
+        fail_chain(app, request.chain, exc)
+    call_errbacks(app, request, exc, einfo)
     signals.task_failure.send(
         sender=task,
         task_id=task_id,
@@ -326,89 +339,62 @@ def _on_failure(app: TaskQ, task: Task[Any, Any], request: Request, exc: BaseExc
 # -- what follows a task ----------------------------------------------------------------------
 
 
-def _send_followers(app: TaskQ, request: Request, retval: Any) -> list[Any]:
-    """Send callbacks and the next chain step with the result; return their result tuples."""
-    children: list[Any] = []
-    parent_id, root_id = request.id, request.root_id or request.id
-    for raw in request.callbacks or ():
-        callback = _signature(app, raw)
-        result = callback.apply_async(
-            () if callback.immutable else (retval,), parent_id=parent_id, root_id=root_id
-        )
-        children.append(ResultRef(result.id).as_tuple())
+def _send_followers(app: TaskQ, request: Request, retval: Any) -> None:
+    """Send the callbacks and the next chain step with the result, in one publish.
+
+    Several callbacks go out as one group (a group callback as its own), as Celery sends
+    them; each is listed in this task's children.
+    """
+    from taskq.canvas.group import group, is_group
+    from taskq.canvas.sending import Plan, record_child
+    from taskq.canvas.signature import as_signature_list, required
+
+    callbacks = as_signature_list(request.callbacks, app) or []
+    if not callbacks and not request.chain:
+        return
+    options: dict[str, Any] = {"parent_id": request.id, "root_id": request.root_id or request.id}
+    if app.conf.task_inherit_parent_priority and request.priority is not None:
+        options["priority"] = request.priority
+    follow: list[tuple[Signature[Any, Any], dict[str, Any]]] = []
+    if len(callbacks) > 1:
+        groups = [sig for sig in callbacks if is_group(sig)]
+        plain = [sig for sig in callbacks if not is_group(sig)]
+        follow.extend((sig, options) for sig in groups)
+        if plain:
+            follow.append((group(plain, app=app), options))
+    elif callbacks:
+        follow.append((callbacks[0], options))
     if request.chain:
-        remaining = [_signature(app, raw) for raw in request.chain]
-        step = remaining.pop()  # the wire order is reversed: the next step is last
-        args = () if step.immutable else (retval,)
-        result = step.apply_async(
-            args, chain=remaining or None, parent_id=parent_id, root_id=root_id
-        )
-        children.append(ResultRef(result.id).as_tuple())
-    return children
+        remaining = list(request.chain)
+        follow.append((required(remaining.pop(), app), {**options, "chain": remaining or None}))
+    if app.conf.task_always_eager:
+        for sig, sig_options in follow:  # apply_async runs them here
+            sig.apply_async((retval,), **sig_options)
+        return
+    plan = Plan(app)
+    results = [sig.plan(plan, (retval,), **sig_options) for sig, sig_options in follow]
+    plan.send()
+    for result in results:
+        record_child(app, result)
 
 
-def _call_errbacks(app: TaskQ, request: Request, exc: BaseException, einfo: str) -> None:
-    for raw in request.errbacks or ():
-        errback = _signature(app, raw)
-        task = app.tasks.get(errback.task)
-        if task is not None and _takes_request(task):
-            # New-style errback: called here, with the failed request, exception and traceback.
-            try:
-                errback.clone((request, exc, einfo))()
-            except Exception:
-                logger.exception("errback %s raised", errback.task)
-            continue
-        errback.apply_async(
-            () if errback.immutable else (request.id,),
-            parent_id=request.id,
-            root_id=request.root_id or request.id,
-        )
-
-
-def _takes_request(task: Task[Any, Any]) -> bool:
-    import inspect
-
-    try:
-        parameters = inspect.signature(task.run).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) > 1 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+def _children(request: Request) -> list[Any]:
+    """The result tuples of what this run sent, as the stored meta's ``children``."""
+    return [child.as_tuple() for child in request.children]
 
 
 def _chord_part_done(app: TaskQ, request: Request, state: str, result: Any) -> None:
     if not request.chord or not request.group or request.is_eager:
         return
-    meta = ResultMeta(task_id=request.id or "", status=state, result=result, group_id=request.group)
-    parts = app.backend.chord_part_done(
-        ChordPart(request.group, request.id or "", request.group_index, meta)
+    report_chord_part(
+        app,
+        group_id=request.group,
+        task_id=request.id or "",
+        group_index=request.group_index,
+        state=state,
+        result=result,
+        body=request.chord,
     )
-    if parts is None:
-        return
-    body = _signature(app, request.chord)
-    failed = next((p for p in parts if p.status in states.PROPAGATE_STATES), None)
-    if failed is not None:
-        error = ChordError(f"Dependency {failed.task_id} raised {failed.result!r}")
-        body_id = body.freeze()
-        app.backend.store(
-            ResultMeta(
-                task_id=body_id,
-                status=states.FAILURE,
-                result=exception_to_dict(error),
-                date_done=datetime.now(timezone.utc),
-            ),
-            expires=app.conf.result_expires,
-        )
-        for raw in body.options.get("link_error") or ():
-            _signature(app, raw).apply_async((body_id,))
-        return
-    body.apply_async(([p.result for p in parts],))
-
-
-def _signature(app: TaskQ, raw: Any) -> Signature:
-    sig = maybe_signature(raw, app=app)
-    assert sig is not None
-    return sig
 
 
 # -- storing ------------------------------------------------------------------------------
@@ -491,8 +477,9 @@ def mark_failed(
     task = app.tasks.get(message.name)
     einfo = f"{type(exc).__name__}: {exc}"
     _store(app, task, request, states.FAILURE, exception_to_dict(exc), traceback=einfo)
-    _call_errbacks(app, request, exc, einfo)
     _chord_part_done(app, request, states.FAILURE, exception_to_dict(exc))
+    fail_chain(app, request.chain, exc)
+    call_errbacks(app, request, exc, einfo)
     if task is not None:
         signals.task_failure.send(
             sender=task,

@@ -10,9 +10,19 @@ from __future__ import annotations
 
 import inspect
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Concatenate,
+    Generic,
+    NoReturn,
+    ParamSpec,
+    TypeVar,
+    overload,
+)
 
 from taskq.context import Request, current_request
 from taskq.exceptions import MaxRetriesExceededError, Retry
@@ -21,6 +31,7 @@ from taskq_protocol import states
 if TYPE_CHECKING:
     from taskq.app import TaskQ
     from taskq.canvas import Signature
+    from taskq.canvas import maps as canvas_maps
     from taskq.result import AsyncResult, EagerResult
 
 
@@ -28,6 +39,9 @@ __all__ = ["Task", "P", "R", "backoff_delay"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# s()'s partial application: the first parameter comes from the step before.
+A = TypeVar("A")
+P2 = ParamSpec("P2")
 
 _EMPTY_REQUEST = Request()
 
@@ -205,14 +219,25 @@ class Task(Generic[P, R]):
 
     # -- canvas ------------------------------------------------------------------------------
 
-    def s(self, *args: Any, **kwargs: Any) -> Signature:
-        """A signature of this task; a parent's result is prepended to ``args``."""
+    @overload
+    def s(
+        self: Task[Concatenate[A, P2], R], *args: P2.args, **kwargs: P2.kwargs
+    ) -> Signature[R, A]: ...
+    @overload
+    def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R, NoReturn]: ...
+    def s(self, *args: Any, **kwargs: Any) -> Signature[Any, Any]:
+        """A signature of this task; a parent's result is prepended to ``args``.
+
+        Typed for partial application: ``add.s(2)`` is a ``Signature[int, int]`` (it returns
+        an int and takes its first argument, an int, from the step before it), ``add.s(1, 2)``
+        a ``Signature[int, NoReturn]`` (complete: nothing may be prepended).
+        """
         from taskq.canvas import Signature
 
         return Signature(self.name, args, kwargs, app=self.app)
 
-    def si(self, *args: Any, **kwargs: Any) -> Signature:
-        """An immutable signature: a parent's result is not passed to it."""
+    def si(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R, object]:
+        """An immutable signature: it ignores what the step before it returns."""
         from taskq.canvas import Signature
 
         return Signature(self.name, args, kwargs, immutable=True, app=self.app)
@@ -222,14 +247,39 @@ class Task(Generic[P, R]):
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> Signature:
+    ) -> Signature[R, Any]:
+        """A signature with ``apply_async``'s arguments: ``(args, kwargs, **options)``."""
         from taskq.canvas import Signature
 
+        immutable = bool(options.pop("immutable", False))
         return Signature(
-            self.name, tuple(args or ()), dict(kwargs or {}), options=options, app=self.app
+            self.name,
+            tuple(args or ()),
+            dict(kwargs or {}),
+            options=options,
+            immutable=immutable,
+            app=self.app,
         )
 
     subtask = signature
+
+    def map(self, it: Iterable[Any]) -> canvas_maps.xmap[R]:
+        """One message that calls this task for every item of ``it`` in turn (``celery.map``)."""
+        from taskq.canvas import Signature, xmap
+
+        return xmap(Signature(self.name, app=self.app), it, app=self.app)
+
+    def starmap(self, it: Iterable[Any]) -> canvas_maps.xstarmap[R]:
+        """One message that calls this task with each item's elements as arguments."""
+        from taskq.canvas import Signature, xstarmap
+
+        return xstarmap(Signature(self.name, app=self.app), it, app=self.app)
+
+    def chunks(self, it: Iterable[Any], n: int) -> canvas_maps.chunks[R]:
+        """A group of ``starmap`` messages over ``it``, ``n`` items each."""
+        from taskq.canvas import Signature, chunks
+
+        return chunks(Signature(self.name, app=self.app), it, n, app=self.app)
 
     # -- inside a task ---------------------------------------------------------------------
 
@@ -280,6 +330,64 @@ class Task(Generic[P, R]):
         if throw:
             raise retry
         return retry
+
+    def replace(self, sig: Signature[Any, Any]) -> Any:
+        """Replace this run with ``sig``: it takes this task's id, its place in a group or
+        chord, its callbacks and errbacks and the rest of its chain, and the run ends here.
+
+        Raises :class:`~taskq.exceptions.Ignore` (the worker then stores nothing for this run:
+        the replacement will). Called eagerly, runs ``sig`` here and returns its value.
+        ``replaced_task_nesting`` counts how many times a task was replaced.
+        """
+        from taskq.canvas import chain, group, signature
+        from taskq.exceptions import ImproperlyConfigured
+
+        request = self.request
+        if "chord" in sig.options:
+            raise ImproperlyConfigured(
+                "replace", "a signature replacing a task must not be part of a chord"
+            )
+        if isinstance(sig, chain) and not sig.tasks:
+            raise ImproperlyConfigured("replace", "cannot replace a task with an empty chain")
+        accumulate = self.app.tasks["celery.accumulate"]
+        if isinstance(sig, group):
+            # A group becomes a chord, so what follows gets the list of its results.
+            sig = sig | accumulate.s(index=0)
+        if isinstance(sig, chain) and isinstance(sig.tasks[-1], group):
+            steps = list(sig.tasks)
+            steps[-1] = steps[-1] | accumulate.s(index=0)
+            sig.tasks = steps
+        for callback in _signatures(request.callbacks):
+            sig.link(callback)
+        for errback in _signatures(request.errbacks):
+            sig.link_error(errback)
+        if isinstance(sig, chain) and "link" in sig.options:
+            # The callbacks belong after the last step, not on the chain and its last step both.
+            sig.tasks[-1].extend_list_option("link", sig.options.pop("link"))
+        sig.freeze(request.id)
+        nesting = request.replaced_task_nesting + 1
+        sig.set(
+            chord=request.chord,
+            group_id=request.group,
+            group_index=request.group_index,
+            root_id=request.root_id,
+            replaced_task_nesting=nesting,
+        )
+        if isinstance(sig, chain):
+            for step in sig.tasks:
+                step.set(replaced_task_nesting=nesting)
+        for raw in reversed(request.chain or []):
+            sig = sig | signature(raw, app=self.app).set(replaced_task_nesting=nesting)
+        return self.on_replace(sig)
+
+    def on_replace(self, sig: Signature[Any, Any]) -> Any:
+        """Send (or, eagerly, run) the replacement; override to add to it, calling this."""
+        from taskq.exceptions import Ignore
+
+        if self.request.is_eager:
+            return sig.apply().get()
+        sig.delay()
+        raise Ignore("Replaced by new task")
 
     def autoretry_delay(self, retries: int) -> float | None:
         """The countdown ``autoretry_for`` uses: backoff when configured, else the default."""
@@ -365,6 +473,12 @@ class Task(Generic[P, R]):
         einfo: str | None,
     ) -> None:
         """Called in the worker after every run, whatever its outcome."""
+
+
+def _signatures(value: Any) -> list[Signature[Any, Any]]:
+    from taskq.canvas.signature import as_signature_list
+
+    return as_signature_list(value) or []
 
 
 def make_task_class(

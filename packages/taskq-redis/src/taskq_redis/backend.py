@@ -17,7 +17,8 @@ saved by one restores on the other.
   waiters read again.
 - **Groups**: ``celery-taskset-meta-<gid>`` holds ``{"result": <GroupResult tuple>}``, written
   like a result (expiry, publish).
-- **Chords** (:mod:`taskq_redis.chords`): Celery 5.7.0's keys and rules, one atomic script.
+- **Chords** (:mod:`taskq_redis.chords`): Celery 5.7.0's keys and rules; a report is one
+  atomic script that claims a completed chord (``.c``), ``chord_body_sent`` a second one.
 - **Keys** (:mod:`taskq_redis.backend_keys`): ``global_keyprefix`` as Celery applies it.
 - **Lost connections** (:mod:`taskq_redis.backend_retry`): retried by ``retry_policy``, then
   :class:`~taskq.contracts.BackendError`.
@@ -44,7 +45,7 @@ from typing import Any, cast
 import redis
 
 from taskq.backends.codec import ResultCodec
-from taskq.contracts import BackendError, BackendOptions, ChordPart
+from taskq.contracts import CHORD_CLAIM_LEASE, BackendError, BackendOptions, ChordPart
 from taskq.transports.options import BACKEND_OPTIONS
 from taskq_protocol import ResultMeta, states
 from taskq_redis.backend_keys import ResultKeys
@@ -229,8 +230,13 @@ class RedisBackend:
     def set_chord_size(self, group_id: str, size: int) -> None:
         self.retry.call(lambda: self._chords.set_size(group_id, size), "set a chord's size")
 
-    def chord_part_done(self, part: ChordPart) -> list[ResultMeta] | None:
-        return self.retry.call(lambda: self._chords.part_done(part), "count a chord part")
+    def chord_part_done(
+        self, part: ChordPart, *, lease: float = CHORD_CLAIM_LEASE
+    ) -> list[ResultMeta] | None:
+        return self.retry.call(lambda: self._chords.part_done(part, lease), "count a chord part")
+
+    def chord_body_sent(self, group_id: str) -> None:
+        self.retry.call(lambda: self._chords.body_sent(group_id), "mark a chord done")
 
     # -- lifetime -------------------------------------------------------------------------------
 

@@ -13,17 +13,20 @@ id ``gid``, every key is ``celery-taskset-meta-<gid><suffix>``:
 - ``.s``: the chord size, written by ``set_chord_size`` (which also deletes ``.c``: a chord
   applied again under its frozen group id is a new run).
 - ``.t``: how many parts ``Task.add_to_chord`` added while the chord ran (taskq never adds).
-- ``.c``: the claim. The part that finds ``count(.j) == int(.s) + int(.t)`` takes it with
-  ``SET NX``, so one worker, taskq's or Celery's, fires the body. A Celery worker holds it
-  (a random token, 10 s) while it publishes the body, then sets it to ``"done"`` for 300 s;
-  a part that finds ``"done"`` changes nothing.
+- ``.c``: the claim. The part that finds ``count(.j) == int(.s) + int(.t)`` takes it, so one
+  worker, taskq's or Celery's, fires the body. A Celery worker claims with a random token
+  (``SET NX EX``, 10 s, extended while it publishes), then cleans up and sets ``"done"`` for
+  300 s; a part that finds ``"done"`` changes nothing.
 
-taskq's part report is one script that records the part, counts, claims and, for the
-completing part, reads every part and cleans up (``.j .t .s .d`` deleted, ``.c`` set to
-``"done"`` for 300 s), all atomically: there is no window in which a second worker can claim,
-and no separate cleanup step to lose. The price: the chord is counted as fired when the
-completing worker is handed the parts, before it sends the body; a worker that dies between
-the two loses the body (Celery's 10 s claim would let a redelivered part take over).
+taskq's part report is one script that records the part, counts, and for the part that
+completes the chord claims ``.c`` with its *task id* for a lease (``PX``) and returns every
+part; nothing is deleted yet. The worker publishes the body, then ``chord_body_sent`` deletes
+``.j .t .s .d .m`` and sets ``.c`` to ``"done"`` for 300 s, as Celery's cleanup does. A worker
+that dies in between leaves the chord complete but not done: a later report of one of its
+parts gets the parts again when the claim has expired, and at once when it is the claiming
+task's own report (its message delivered again after its worker died), so the body is sent
+rather than lost. A claim held by another id (a live taskq claimant, or a Celery token) is
+respected.
 
 ``.j`` holds only what Celery's members hold: task id, state and result. When a part's meta
 carries more (a date, a traceback, extended fields), taskq also keeps the whole encoded meta in
@@ -50,7 +53,7 @@ from typing import Any, cast
 
 import redis
 
-from taskq.backends.chords import check_size
+from taskq.backends.chords import check_lease, check_size
 from taskq.backends.codec import ResultCodec
 from taskq.contracts import ChordPart
 from taskq_protocol import MalformedMessage, ResultMeta
@@ -66,16 +69,18 @@ DEFAULT_CHORD_EXPIRES = 86400
 _SUFFIXES = (".j", ".t", ".s", ".d", "", ".c", ".m")
 
 # KEYS: .j .t .s .d <group> .c .m. ARGV: task id, encoded member, "1" for a sorted set,
-# group index (or "+inf"), chord expiry (0: none), group expiry (0: none), "done" expiry, the
-# encoded meta when it says more than the member ("" otherwise). Returns false, or for the
-# part that completes the chord {members (with scores, for a sorted set), .m as a flat list}.
+# group index (or "+inf"), chord expiry (0: none), group expiry (0: none), claim lease in
+# milliseconds, the encoded meta when it says more than the member ("" otherwise). Returns
+# false, or for the part that claims the chord {members (with scores, for a sorted set), .m as
+# a flat list}.
 CHORD_PART_LUA = """
 local jkey, tkey, skey, dkey, gkey, ckey, mkey = unpack(KEYS)
 local tid, member, ordered, score = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4]
 local expires, group_expires = tonumber(ARGV[5]), tonumber(ARGV[6])
-local done_expires, meta = tonumber(ARGV[7]), ARGV[8]
+local lease_ms, meta = tonumber(ARGV[7]), ARGV[8]
 
-if redis.call('GET', ckey) == 'done' then
+local claim = redis.call('GET', ckey)
+if claim == 'done' then
     return false
 end
 local mark = tid .. ':' .. score
@@ -109,18 +114,25 @@ local size = redis.call('GET', skey)
 if not size or count ~= tonumber(size) + tonumber(redis.call('GET', tkey) or 0) then
     return false
 end
-if not redis.call('SET', ckey, 'done', 'NX', 'EX', done_expires) then
-    return false  -- a Celery worker holds the claim and fires the body
+if claim and claim ~= tid then
+    return false  -- claimed by a live claimant (taskq's task id, or a Celery worker's token)
 end
+redis.call('SET', ckey, tid, 'PX', lease_ms)
 local parts
 if ordered then
     parts = redis.call('ZRANGE', jkey, 0, -1, 'WITHSCORES')
 else
     parts = redis.call('LRANGE', jkey, 0, -1)
 end
-local metas = redis.call('HGETALL', mkey)
-redis.call('DEL', jkey, tkey, skey, dkey, mkey)
-return {parts, metas}
+return {parts, redis.call('HGETALL', mkey)}
+"""
+
+# KEYS: .j .t .s .d .m .c. ARGV: how long "done" stays. Celery's cleanup, without its token
+# check: whoever sent the body says so.
+CHORD_DONE_LUA = """
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('SET', KEYS[6], 'done', 'EX', tonumber(ARGV[1]))
+return 1
 """
 
 
@@ -148,6 +160,7 @@ class ChordCounter:
     ) -> None:
         self._redis: Any = client  # redis-py's pipeline is loosely typed
         self._script = client.register_script(CHORD_PART_LUA)
+        self._done_script = client.register_script(CHORD_DONE_LUA)
         self._keys = keys
         self._codec = codec
         self.ordered = ordered
@@ -161,7 +174,8 @@ class ChordCounter:
         pipe.set(self._keys.group(group_id, ".s"), size, ex=self.expires or None)
         pipe.execute()
 
-    def part_done(self, part: ChordPart) -> list[ResultMeta] | None:
+    def part_done(self, part: ChordPart, lease: float) -> list[ResultMeta] | None:
+        lease_ms = max(1, math.ceil(check_lease(lease) * 1000))
         meta = part.meta
         codec = self._codec
         member = codec.encode([1, part.task_id, meta.status, meta.result])
@@ -177,7 +191,7 @@ class ChordCounter:
                 score,
                 self.expires,
                 self.group_expires,
-                DONE_EXPIRES,
+                lease_ms,
                 full,
             ],
         )
@@ -185,6 +199,12 @@ class ChordCounter:
             return None
         parts, metas = cast("list[list[bytes]]", reply)
         return self._decode(part.group_id, parts, metas)
+
+    def body_sent(self, group_id: str) -> None:
+        keys = [
+            self._keys.group(group_id, suffix) for suffix in (".j", ".t", ".s", ".d", ".m", ".c")
+        ]
+        self._done_script(keys=keys, args=[DONE_EXPIRES])
 
     def _decode(self, group_id: str, parts: list[bytes], metas: list[bytes]) -> list[ResultMeta]:
         full: dict[str, bytes] = {metas[i].decode(): metas[i + 1] for i in range(0, len(metas), 2)}

@@ -369,7 +369,24 @@ class BackendConformance:
         assert backend.chord_part_done(parts[0]) is None
         assert backend.chord_part_done(parts[1]) is None
         assert backend.chord_part_done(parts[2]) == [p.meta for p in parts]
-        assert backend.chord_part_done(parts[2]) is None, "the body would run twice"
+        assert backend.chord_part_done(parts[0]) is None, "the body would run twice"
+        backend.chord_body_sent(group_id)
+        for part in parts:
+            assert backend.chord_part_done(part) is None, "the body would run twice"
+
+    def test_a_duplicate_keeps_the_first_result(self, backend: ResultBackend) -> None:
+        group_id = _new_id()
+        first, other = _part(group_id, 0), _part(group_id, 1)
+        rerun = ChordPart(
+            group_id,
+            first.task_id,
+            0,
+            make_meta(result="second run", task_id=first.task_id, group_id=group_id),
+        )
+        backend.set_chord_size(group_id, 2)
+        assert backend.chord_part_done(first) is None
+        assert backend.chord_part_done(rerun) is None, "a duplicate completed the chord"
+        assert backend.chord_part_done(other) == [first.meta, other.meta]
 
     def test_failed_part_is_included(self, backend: ResultBackend) -> None:
         group_id = _new_id()
@@ -402,11 +419,122 @@ class BackendConformance:
         reporters = [backend if instances == "shared" else store.open() for _ in range(threads)]
 
         def report(index: int) -> list[list[ResultMeta]]:
-            # Every part is reported twice, by two threads: a header task delivered twice.
-            mine = [p for i, p in enumerate(parts) if i % threads in (index, (index + 1) % threads)]
-            done = (reporters[index].chord_part_done(p) for p in mine)
+            done = (reporters[index].chord_part_done(p) for p in parts[index::threads])
             return [d for d in done if d is not None]
 
         completions = [d for ds in run_in_threads(report, threads) for d in ds]
         assert len(completions) == 1, f"the chord completed {len(completions)} times"
         assert completions[0] == [p.meta for p in parts]
+
+    @pytest.mark.parametrize("instances", ["shared", "one-per-thread"])
+    def test_concurrent_duplicates_claim_the_chord_for_one_task(
+        self, store: ResultStore, backend: ResultBackend, instances: str
+    ) -> None:
+        # Every part is reported twice, by two threads (a header task delivered twice), and a
+        # reporter that completes the chord marks it done at once, as a worker does after
+        # sending the body. Only the claiming task may get the parts again (its own duplicate,
+        # before it marked the chord done); no other part ever does.
+        size, threads = 24, 6
+        group_id = _new_id()
+        parts = [_part(group_id, i) for i in range(size)]
+        backend.set_chord_size(group_id, size)
+        reporters = [backend if instances == "shared" else store.open() for _ in range(threads)]
+
+        def report(index: int) -> list[str]:
+            mine = [p for i, p in enumerate(parts) if i % threads in (index, (index + 1) % threads)]
+            claimed: list[str] = []
+            for part in mine:
+                if reporters[index].chord_part_done(part) is not None:
+                    claimed.append(part.task_id)
+                    reporters[index].chord_body_sent(group_id)
+            return claimed
+
+        claims = [task_id for ids in run_in_threads(report, threads) for task_id in ids]
+        assert claims, "the chord never completed"
+        assert len(set(claims)) == 1, f"{len(set(claims))} different parts completed the chord"
+        assert len(claims) <= 2
+
+    # -- chord claims: the body is sent at least once ----------------------------------------
+
+    def _completed(
+        self, backend: ResultBackend, size: int = 3, lease: float = 30.0
+    ) -> tuple[str, list[ChordPart]]:
+        """A chord whose last part (the claimant) has just reported."""
+        group_id = _new_id()
+        parts = [_part(group_id, i) for i in range(size)]
+        backend.set_chord_size(group_id, size)
+        for part in parts[:-1]:
+            assert backend.chord_part_done(part, lease=lease) is None
+        assert backend.chord_part_done(parts[-1], lease=lease) == [p.meta for p in parts]
+        return group_id, parts
+
+    def test_a_claimed_chord_is_not_handed_to_another_part(self, backend: ResultBackend) -> None:
+        _, parts = self._completed(backend)
+        for part in parts[:-1]:
+            assert backend.chord_part_done(part) is None, "a live claim was taken over"
+
+    def test_the_claimant_gets_the_parts_again_until_the_body_is_sent(
+        self, backend: ResultBackend
+    ) -> None:
+        # The claiming task's message delivered again (its worker died before sending the
+        # body): the body must still be sent, so it completes the chord again.
+        group_id, parts = self._completed(backend)
+        assert backend.chord_part_done(parts[-1]) == [p.meta for p in parts]
+        backend.chord_body_sent(group_id)
+        assert backend.chord_part_done(parts[-1]) is None
+
+    def test_an_expired_claim_lets_a_late_report_complete_the_chord(
+        self, backend: ResultBackend
+    ) -> None:
+        group_id, parts = self._completed(backend, lease=self.short_expires)
+        assert backend.chord_part_done(parts[0], lease=self.short_expires) is None
+        wait_until(
+            lambda: backend.chord_part_done(parts[0]) is not None,
+            self.short_expires + self.latency,
+            message="a report after the claim expired completed the chord",
+        )
+        assert backend.chord_part_done(parts[1]) is None, "the new claim is held too"
+        backend.chord_body_sent(group_id)
+
+    def test_a_done_chord_hands_out_nothing_even_after_the_lease(
+        self, backend: ResultBackend
+    ) -> None:
+        group_id, parts = self._completed(backend, lease=self.short_expires)
+        backend.chord_body_sent(group_id)
+        time.sleep(self.short_expires * 1.5)
+        for part in parts:
+            assert backend.chord_part_done(part) is None
+
+    def test_chord_body_sent_for_an_unknown_chord_is_a_no_op(self, backend: ResultBackend) -> None:
+        backend.chord_body_sent(_new_id())
+
+    def test_setting_the_size_again_starts_a_new_run(self, backend: ResultBackend) -> None:
+        # A frozen chord applied again reuses its group id.
+        group_id, _ = self._completed(backend, size=2)
+        backend.chord_body_sent(group_id)
+        parts = [_part(group_id, i) for i in range(2)]
+        backend.set_chord_size(group_id, 2)
+        assert backend.chord_part_done(parts[0]) is None
+        assert backend.chord_part_done(parts[1]) == [p.meta for p in parts]
+
+    @pytest.mark.parametrize("lease", [0, -1.0, float("nan")])
+    def test_a_lease_must_be_positive(self, backend: ResultBackend, lease: float) -> None:
+        group_id = _new_id()
+        with pytest.raises(ValueError, match="lease"):
+            backend.chord_part_done(_part(group_id, 0), lease=lease)
+
+    def test_a_chord_outlives_a_short_result_expires(self, store: ResultStore) -> None:
+        # Header tasks slower than result_expires must not lose the chord.
+        backend = store.open(expires=self.short_expires)
+        group_id = _new_id()
+        parts = [_part(group_id, i) for i in range(2)]
+        backend.set_chord_size(group_id, 2)
+        assert backend.chord_part_done(parts[0]) is None
+        probe = make_meta(result="short-lived")
+        backend.store(probe)
+        wait_until(
+            lambda: backend.get(probe.task_id) is None,
+            self.short_expires + self.latency,
+            message="results expired",
+        )
+        assert backend.chord_part_done(parts[1]) == [p.meta for p in parts], "the chord expired"

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskq.backends.chords import check_size, in_group_order
+from taskq.backends.chords import check_lease, check_size, chord_expiry, in_group_order
 from taskq.backends.codec import ResultCodec
-from taskq.contracts import BackendError, BackendOptions, ChordPart
+from taskq.contracts import CHORD_CLAIM_LEASE, BackendError, BackendOptions, ChordPart
 from taskq.transports.memory import memory_name
 from taskq_protocol import ResultMeta, states
 
@@ -37,12 +37,20 @@ class _Record:
 @dataclass(slots=True)
 class _Chord:
     size: int | None = None
-    fired: bool = False
+    #: The task id that completed the chord, until ``claim_until`` (a Unix time).
+    claimed_by: str | None = None
+    claim_until: float = 0.0
+    done: bool = False
     #: task id → (group index, encoded meta), in report order.
     parts: dict[str, tuple[int | None, bytes]] = field(
         default_factory=dict[str, tuple[int | None, bytes]]
     )
     expires_at: float | None = None
+
+    def restart(self) -> None:
+        """A new run under the same group id: nothing counted, nothing claimed."""
+        self.claimed_by, self.claim_until, self.done = None, 0.0, False
+        self.parts.clear()
 
 
 class _Store:
@@ -184,29 +192,46 @@ class MemoryBackend:
         chord = chords.get(group_id)
         if chord is None or _expired(chord.expires_at, now):
             chord = chords[group_id] = _Chord()
-        chord.expires_at = self._expires_at(None, now)
+        seconds = chord_expiry(self.expires)
+        chord.expires_at = None if seconds is None else now + seconds
         return chord
 
     def set_chord_size(self, group_id: str, size: int) -> None:
         check_size(size)
         with self._store.cond:
-            self._chord(group_id, time.time()).size = size
+            chord = self._chord(group_id, time.time())
+            if chord.done or chord.claimed_by is not None:
+                chord.restart()
+            chord.size = size
 
-    def chord_part_done(self, part: ChordPart) -> list[ResultMeta] | None:
+    def chord_part_done(
+        self, part: ChordPart, *, lease: float = CHORD_CLAIM_LEASE
+    ) -> list[ResultMeta] | None:
+        check_lease(lease)
         payload = self.codec.encode_meta(part.meta)
         with self._store.cond:
-            chord = self._chord(part.group_id, time.time())
-            if chord.fired:
+            now = time.time()
+            chord = self._chord(part.group_id, now)
+            if chord.done:
                 return None
             chord.parts.setdefault(part.task_id, (part.group_index, payload))
             if chord.size is None or len(chord.parts) < chord.size:
                 return None
-            chord.fired = True
+            held = chord.claimed_by is not None and chord.claim_until > now
+            if held and chord.claimed_by != part.task_id:
+                return None
+            chord.claimed_by, chord.claim_until = part.task_id, now + lease
             parts = list(chord.parts.items())
-            chord.parts.clear()
         return in_group_order(
             (index, self.codec.decode_meta(data, task_id)) for task_id, (index, data) in parts
         )
+
+    def chord_body_sent(self, group_id: str) -> None:
+        with self._store.cond:
+            chord = self._store.chords.get(group_id)
+            if chord is not None:
+                chord.parts.clear()
+                chord.claimed_by, chord.done = None, True
 
     def close(self) -> None:
         """Nothing to release: the store lives as long as the process."""

@@ -13,9 +13,10 @@ SQLite transport's (:mod:`taskq.transports.sqlite_db`). Records are encoded by
 - **Waiting.** :meth:`~SQLiteBackend.wait` polls, starting at 2 ms and backing off to
   ``polling_interval``; a write in the same process wakes it at once.
 - **Chords** (rules in :mod:`taskq.backends.chords`): each report is one write transaction
-  that records the part once per task id and, when the count reaches the size, marks the chord
-  fired and hands the parts to that caller alone. The fired mark outlives the parts, so a late
-  duplicate cannot start the count again.
+  that records the part once per task id and, when the count reaches the size, claims the
+  chord for the reporting task (until a lease ends) and hands the parts to it alone.
+  ``chord_body_sent`` marks the chord done and drops its parts; the done mark outlives them, so
+  a late duplicate cannot start the count again.
 
 Options (``result_backend_transport_options``): ``busy_timeout`` (10 s), ``polling_interval``
 (0.05 s).
@@ -26,11 +27,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from taskq.backends.chords import check_size, in_group_order
+from taskq.backends.chords import check_lease, check_size, chord_expiry, in_group_order
 from taskq.backends.codec import ResultCodec
-from taskq.contracts import BackendError, BackendOptions, ChordPart
+from taskq.contracts import CHORD_CLAIM_LEASE, BackendError, BackendOptions, ChordPart
 from taskq.transports.options import BACKEND_OPTIONS, seconds_option
 from taskq.transports.polling import Backoff, wakeup_for
 from taskq.transports.sqlite_db import Database, Schema
@@ -40,7 +42,7 @@ __all__ = ["SQLiteBackend", "SCHEMA"]
 
 SCHEMA = Schema(
     component="backend",
-    version=1,
+    version=2,
     statements=(
         """CREATE TABLE IF NOT EXISTS taskq_results (
             task_id TEXT PRIMARY KEY,
@@ -59,7 +61,9 @@ SCHEMA = Schema(
         """CREATE TABLE IF NOT EXISTS taskq_chords (
             group_id TEXT PRIMARY KEY,
             size INTEGER,
-            fired INTEGER NOT NULL DEFAULT 0,
+            claimed_by TEXT,
+            claim_until REAL,
+            done INTEGER NOT NULL DEFAULT 0,
             expires_at REAL
         )""",
         """CREATE TABLE IF NOT EXISTS taskq_chord_parts (
@@ -73,6 +77,16 @@ SCHEMA = Schema(
 )
 
 _CHANNEL = "results"
+
+
+@dataclass(frozen=True, slots=True)
+class _ChordRow:
+    size: int | None
+    claimed_by: str | None
+    claim_until: float
+    done: bool
+
+
 _PRUNE_EVERY = 60.0
 _CHUNK = 500  # ids per IN (...): well under SQLite's oldest limit of 999 variables
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
@@ -221,63 +235,88 @@ class SQLiteBackend:
 
     # -- chords ---------------------------------------------------------------------------------
 
-    def _chord(
-        self, conn: sqlite3.Connection, group_id: str, now: float
-    ) -> tuple[int | None, bool]:
-        """The chord's ``(size, fired)``, its row created or renewed (call in a transaction)."""
-        expires_at = self._expires_at(None, now)
+    def _chord(self, conn: sqlite3.Connection, group_id: str, now: float) -> _ChordRow:
+        """The chord's row, created or renewed (call in a write transaction)."""
+        seconds = chord_expiry(self.expires)
+        expires_at = None if seconds is None else now + seconds
         row = conn.execute(
-            f"SELECT size, fired FROM taskq_chords WHERE group_id = ? AND {_LIVE}",
+            "SELECT size, claimed_by, claim_until, done FROM taskq_chords "
+            f"WHERE group_id = ? AND {_LIVE}",
             (group_id, now),
         ).fetchone()
         if row is None:
             # Absent, or expired: a chord that old starts over.
             conn.execute("DELETE FROM taskq_chord_parts WHERE group_id = ?", (group_id,))
             conn.execute(
-                "INSERT OR REPLACE INTO taskq_chords (group_id, size, fired, expires_at) "
+                "INSERT OR REPLACE INTO taskq_chords (group_id, size, done, expires_at) "
                 "VALUES (?, NULL, 0, ?)",
                 (group_id, expires_at),
             )
-            return None, False
+            return _ChordRow(None, None, 0.0, False)
         conn.execute(
             "UPDATE taskq_chords SET expires_at = ? WHERE group_id = ?", (expires_at, group_id)
         )
-        return row[0], bool(row[1])
+        return _ChordRow(row[0], row[1], row[2] or 0.0, bool(row[3]))
 
     def set_chord_size(self, group_id: str, size: int) -> None:
         check_size(size)
         with self._db.write() as conn:
-            self._chord(conn, group_id, time.time())
-            conn.execute("UPDATE taskq_chords SET size = ? WHERE group_id = ?", (size, group_id))
+            chord = self._chord(conn, group_id, time.time())
+            if chord.done or chord.claimed_by is not None:
+                # A frozen chord applied again: a new run under the same group id.
+                conn.execute("DELETE FROM taskq_chord_parts WHERE group_id = ?", (group_id,))
+            conn.execute(
+                "UPDATE taskq_chords SET size = ?, claimed_by = NULL, claim_until = NULL, "
+                "done = 0 WHERE group_id = ?",
+                (size, group_id),
+            )
 
-    def chord_part_done(self, part: ChordPart) -> list[ResultMeta] | None:
+    def chord_part_done(
+        self, part: ChordPart, *, lease: float = CHORD_CLAIM_LEASE
+    ) -> list[ResultMeta] | None:
+        check_lease(lease)
         payload = self.codec.encode_meta(part.meta)
         with self._db.write() as conn:
-            size, fired = self._chord(conn, part.group_id, time.time())
-            if fired:
+            now = time.time()
+            chord = self._chord(conn, part.group_id, now)
+            if chord.done:
                 return None
             conn.execute(
                 "INSERT OR IGNORE INTO taskq_chord_parts "
                 "(group_id, task_id, group_index, payload) VALUES (?, ?, ?, ?)",
                 (part.group_id, part.task_id, part.group_index, payload),
             )
-            if size is None:
+            if chord.size is None:
                 return None
             (count,) = conn.execute(
                 "SELECT COUNT(*) FROM taskq_chord_parts WHERE group_id = ?", (part.group_id,)
             ).fetchone()
-            if count < size:
+            if count < chord.size:
                 return None
-            conn.execute("UPDATE taskq_chords SET fired = 1 WHERE group_id = ?", (part.group_id,))
+            held = chord.claimed_by is not None and chord.claim_until > now
+            if held and chord.claimed_by != part.task_id:
+                return None
+            conn.execute(
+                "UPDATE taskq_chords SET claimed_by = ?, claim_until = ? WHERE group_id = ?",
+                (part.task_id, now + lease, part.group_id),
+            )
             rows = conn.execute(
                 "SELECT task_id, group_index, payload FROM taskq_chord_parts "
                 "WHERE group_id = ? ORDER BY rowid",
                 (part.group_id,),
             ).fetchall()
-            conn.execute("DELETE FROM taskq_chord_parts WHERE group_id = ?", (part.group_id,))
         return in_group_order(
             (index, self.codec.decode_meta(data, task_id)) for task_id, index, data in rows
         )
+
+    def chord_body_sent(self, group_id: str) -> None:
+        with self._db.write() as conn:
+            conn.execute(
+                "UPDATE taskq_chords SET done = 1, claimed_by = NULL, claim_until = NULL "
+                "WHERE group_id = ?",
+                (group_id,),
+            )
+            conn.execute("DELETE FROM taskq_chord_parts WHERE group_id = ?", (group_id,))
 
     def close(self) -> None:
         self._db.close()
