@@ -10,7 +10,7 @@ import pty
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -550,6 +550,15 @@ def test_the_command_prints_the_tree_and_exits_0_unless_a_task_failed(store, cap
     assert (code, out) == (1, "proj.fail bad FAILURE ValueError: boom\n")
 
 
+def test_the_command_says_why_an_id_not_stored_leads_nowhere(store, capsys):
+    code, out, err = taskq(store, "not-yet", "--tree", capsys=capsys)
+    assert (code, out) == (0, "not-yet PENDING\n")
+    assert err == (
+        "not-yet is not in the result store yet (or unknown), so the tree cannot climb from it "
+        "to its workflow; try the id of the workflow's first task, or --wait\n"
+    )
+
+
 def test_the_command_limits(store, capsys):
     store_chain(store)
     _code, out, _ = taskq(store, "c1", "--tree", "--width", "1", capsys=capsys)
@@ -609,18 +618,21 @@ def test_a_rebuild_reads_again_only_what_had_not_finished(store):
 # -- on a terminal -----------------------------------------------------------------------------------
 
 
-def run_on_terminal(store: Store, *argv: str, **env: str) -> str:
+def run_on_terminal(
+    store: Store, *argv: str, when: tuple[str, Callable[[], None]] | None = None, **env: str
+) -> str:
+    """The command's output on a terminal; ``when=(text, act)`` acts once ``text`` is shown."""
     controller, terminal = pty.openpty()
     try:
-        done = subprocess.run(
+        process = subprocess.Popen(
             [sys.executable, "-m", "taskq_cli", "-b", store.url, "--result-backend", store.url,
              "result", *argv],
             stdin=subprocess.DEVNULL, stdout=terminal, stderr=subprocess.PIPE,
-            timeout=TIMEOUT, env={**os.environ, "TERM": "xterm", **env}, check=False,
+            env={**os.environ, "TERM": "xterm", **env},
         )  # fmt: skip
-        os.close(terminal)
+        os.close(terminal)  # the child's copy stays open until it exits, then reads end
         terminal = -1
-        chunks = []
+        shown = b""
         while True:
             try:
                 chunk = os.read(controller, 65536)
@@ -628,13 +640,17 @@ def run_on_terminal(store: Store, *argv: str, **env: str) -> str:
                 break
             if not chunk:
                 break
-            chunks.append(chunk)
+            shown += chunk
+            if when is not None and when[0].encode() in shown:
+                when[1]()
+                when = None
+        _, errors = process.communicate(timeout=TIMEOUT)
     finally:
         os.close(controller)
         if terminal != -1:
             os.close(terminal)
-    assert done.stderr == b""
-    return b"".join(chunks).decode().replace("\r\n", "\n")
+    assert errors == b""
+    return shown.decode().replace("\r\n", "\n")
 
 
 def test_states_are_colored_on_a_terminal(store):
@@ -646,16 +662,14 @@ def test_states_are_colored_on_a_terminal(store):
 
 def test_wait_on_a_terminal_redraws_in_place(store):
     store.task("lw", None, state=states.STARTED)
-    finish = threading.Timer(1.2, store.task, ("lw", 5))
-    finish.start()
-    try:
-        shown = run_on_terminal(store, "lw", "--tree", "--wait", "--timeout", "30")
-    finally:
-        finish.cancel()
+    shown = run_on_terminal(
+        store, "lw", "--tree", "--wait", "--timeout", "30",
+        when=("STARTED", lambda: store.task("lw", 5)),
+    )  # fmt: skip
     drawings = shown.split("\x1b[H\x1b[2J")
     assert drawings[0] == ""
-    assert len(drawings) >= 3  # drawn while running (every 0.5 s), then once more at the end
     assert drawings[1] == "proj.add lw \x1b[36mSTARTED\x1b[0m\n"
     assert drawings[-1] == "proj.add lw \x1b[32mSUCCESS\x1b[0m 5\n"
+    assert len(drawings) in (3, 4)  # drawn running (again if 0.5 s passed), then finished
     # Finished at once: drawn once, the screen left alone.
     assert run_on_terminal(store, "lw", "--tree", "--wait") == drawings[-1]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from taskq import TaskQ
-from taskq.canvas import Signature, chain, signature
+from taskq.canvas import Signature, chain, chord, group, signature
 from taskq.result import AsyncResult, GroupResult
 
 TIMEOUT = 60
@@ -69,6 +69,10 @@ PROJECT = {
         @app.task
         def fail(*args):
             raise ValueError("boom")
+
+        @app.task
+        def tsum(numbers):
+            return sum(numbers)
 
         @app.task
         def spawn():
@@ -137,50 +141,123 @@ def test_a_chain_that_failed_half_way(running):
     last = chain(running.s("add", 1, 1), running.s("fail"), running.s("add", 5)).apply_async()
     failing = parent_of(last)
     first = parent_of(failing)
-    running.wait_stored(failing.id)
+    running.wait_stored(failing.id, last.id)
     done = running.taskq("result", first.id, "--tree")
-    # The step after the failure was never sent: nothing in the store names it.
+    # The failed step lists nothing after it: the next step was never sent.
     assert (done.returncode, done.stderr) == (1, "")
     assert done.stdout == (
         "chain\n"
         f"├── proj.tasks.add {first.id} SUCCESS 2\n"
         f"└── proj.tasks.fail {failing.id} FAILURE ValueError: boom\n"
     )
-    # Its own id was never stored, so from it the tree is that one pending task.
+    # The step that never ran was given the failure (as Celery does), with nothing leading
+    # back to the chain.
     done = running.taskq("result", last.id, "--tree", "--no-color")
-    assert (done.returncode, done.stdout) == (0, f"{last.id} PENDING\n")
-    assert done.stderr.startswith(f"{last.id} is not in the result store yet (or unknown)")
+    assert (done.returncode, done.stdout) == (1, f"{last.id} FAILURE ValueError: boom\n")
 
 
-def test_callbacks_are_children_of_the_task(running):
+def test_callbacks_are_a_group_after_the_task(running):
     result = running.app.send_task(
         "proj.tasks.add", (1, 1), link=[running.s("add", 10), running.s("add", 20)]
     )
     running.wait_stored(result.id)
     meta = running.app.backend.get(result.id)
     assert meta is not None
-    callbacks = meta.child_refs()
-    running.wait_stored(*(ref.id for ref in callbacks))
-    done = running.taskq("result", callbacks[1].id, "--tree")
+    (callbacks,) = meta.child_refs()  # several callbacks go out as one group, as in Celery
+    assert callbacks.children is not None
+    first, second = (ref.id for ref in callbacks.children)
+    running.wait_stored(first, second)
+    done = running.taskq("result", second, "--tree")
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == (
-        f"proj.tasks.add {result.id} SUCCESS 2\n"
-        f"├── proj.tasks.add {callbacks[0].id} SUCCESS 12\n"
-        f"└── proj.tasks.add {callbacks[1].id} SUCCESS 22\n"
+        "chain\n"
+        f"├── proj.tasks.add {result.id} SUCCESS 2\n"
+        f"└── group {callbacks.id} (2 members)\n"
+        f"    ├── proj.tasks.add {first} SUCCESS 12\n"
+        f"    └── proj.tasks.add {second} SUCCESS 22\n"
     )
 
 
-def test_a_task_sent_from_a_task_body_is_found_from_its_own_id(running):
+def test_a_task_sent_from_a_task_body(running):
     spawner = running.app.send_task("proj.tasks.spawn")
     running.wait_stored(spawner.id)
     meta = running.app.backend.get(spawner.id)
     assert meta is not None
     child_id = meta.result
     running.wait_stored(child_id)
-    done = running.taskq("result", child_id, "--tree")
-    assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout == (
+    expected = (
         "chain\n"
         f"├── proj.tasks.spawn {spawner.id} SUCCESS '{child_id}'\n"
         f"└── proj.tasks.add {child_id} SUCCESS 4\n"
+    )
+    for given in (child_id, spawner.id):
+        done = running.taskq("result", given, "--tree")
+        assert (done.returncode, done.stdout, done.stderr) == (0, expected, "")
+
+
+# -- chords ------------------------------------------------------------------------------------
+
+
+def test_a_chord_in_a_chain(running):
+    header = group(running.s("add", 1), running.s("add", 2))
+    last = chain(
+        running.s("add", 1, 1), chord(header, running.s("tsum")), running.s("add", 10)
+    ).apply_async()
+    body = parent_of(last)
+    header_result = parent_of(body)
+    first = parent_of(header_result)
+    assert isinstance(header_result, GroupResult)
+    h1, h2 = (member.id for member in header_result.results)
+    done = running.taskq("result", last.id, "--tree", "--timeout", str(TIMEOUT))
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == (
+        "chain\n"
+        f"├── proj.tasks.add {first.id} SUCCESS 2\n"
+        f"└── chord {header_result.id} (2 in header)\n"
+        f"    ├── proj.tasks.add {h1} SUCCESS 3\n"
+        f"    ├── proj.tasks.add {h2} SUCCESS 4\n"
+        "    └── body: chain\n"
+        f"        ├── proj.tasks.tsum {body.id} SUCCESS 7\n"
+        f"        └── proj.tasks.add {last.id} SUCCESS 17\n"
+    )
+    for given in (first.id, h1, body.id):
+        again = running.taskq("result", given, "--tree")
+        assert (again.returncode, again.stdout) == (0, done.stdout)
+
+
+def test_a_chord_from_its_body(running):
+    body = chord([running.s("add", 1, 1), running.s("add", 2, 2)], running.s("tsum")).apply_async()
+    header_result = parent_of(body)
+    assert isinstance(header_result, GroupResult)
+    header_ids = [member.id for member in header_result.results]
+    done = running.taskq("result", body.id, "--tree", "--json", "--timeout", str(TIMEOUT))
+    assert (done.returncode, done.stderr) == (0, "")
+    tree = json.loads(done.stdout)
+    assert (tree["type"], tree["id"]) == ("chord", header_result.id)
+    assert (tree["body"]["id"], tree["body"]["state"], tree["body"]["result"]) == (
+        body.id,
+        "SUCCESS",
+        6,
+    )
+    # The header is saved only when it holds groups (as Celery's Redis chords); otherwise the
+    # store leads from the body to the header task that finished last, and no further.
+    members = tree["header"]["members"]
+    assert tree["header"]["size"] in (None, 2)
+    assert members
+    assert {m["id"] for m in members} <= set(header_ids)
+    assert {(m["name"], m["state"]) for m in members} == {("proj.tasks.add", "SUCCESS")}
+
+
+def test_a_chord_whose_header_task_failed(running):
+    body = chord([running.s("add", 1, 1), running.s("fail")], running.s("tsum")).apply_async()
+    header_result = parent_of(body)
+    assert isinstance(header_result, GroupResult)
+    failed_id = header_result.results[1].id
+    done = running.taskq("result", body.id, "--tree", "--timeout", str(TIMEOUT))
+    assert (done.returncode, done.stderr) == (1, "")
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"chord {header_result.id} (")
+    assert lines[-1] == (
+        f"└── body: {body.id} FAILURE taskq.exceptions.ChordError: Dependency {failed_id} "
+        "raised ValueError('boom')"
     )

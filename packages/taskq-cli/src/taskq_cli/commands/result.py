@@ -54,7 +54,7 @@ def configure(parser: ArgumentParser) -> None:
     tree.add_argument(
         "--subtree",
         action="store_true",
-        help="start the tree at ID instead of at the workflow's first task",
+        help="start the tree at ID instead of at the workflow's first task (implies --tree)",
     )
     tree.add_argument(
         "--depth",
