@@ -267,9 +267,10 @@ def test_broker_errors_name_the_url_with_the_password_masked(project):
         "Error: cannot use the broker: sqlite://user:****@host/x.db: a SQLite URL names a file"
     )
     done = project.run("-b", "nosuch://h", "call", "t")
-    assert done.stderr.splitlines()[-1] == (
-        "Error: no transport named 'nosuch' is installed. Installed: memory, sqlite."
-    )
+    last = done.stderr.splitlines()[-1]
+    # Whatever else is installed (taskq-redis adds redis, rediss, ...), the built-ins are listed.
+    assert last.startswith("Error: no transport named 'nosuch' is installed. Installed: ")
+    assert {"memory", "sqlite"} <= set(last.rstrip(".").split(": ")[-1].split(", "))
 
 
 def test_import_errors_are_one_line_without_traceback(project):
