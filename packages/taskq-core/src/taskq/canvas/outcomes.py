@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from taskq import contracts
 from taskq.canvas.errbacks import call_errbacks
 from taskq.canvas.signature import Signature, as_signature_list, maybe_signature, required
 from taskq.contracts import ChordPart
@@ -46,7 +47,8 @@ def report_chord_part(
 ) -> None:
     """Count one finished header task of the chord ``group_id``; complete it if it was last."""
     meta = ResultMeta(task_id=task_id, status=state, result=result, group_id=group_id)
-    parts = app.backend.chord_part_done(ChordPart(group_id, task_id, group_index, meta))
+    part = ChordPart(group_id, task_id, group_index, meta)
+    parts = app.backend.chord_part_done(part, lease=contracts.CHORD_CLAIM_LEASE)
     if parts is not None:
         fire_chord_body(app, group_id, body, parts)
 
