@@ -9,6 +9,7 @@ when Celery's side fires a chord body, ``callback.delay`` really publishes, and 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -309,3 +310,22 @@ def test_a_failed_part_reaches_the_side_that_completes(
     assert body is not None
     assert body.status == states.FAILURE
     assert "bad part" in str(body.exception())
+
+
+def test_a_taskq_claim_holds_celery_off_until_it_expires(
+    make_apps: MakeApps, body_publishes: BodyPublishes
+) -> None:
+    # taskq completes the chord and dies before sending the body (no chord_body_sent): its
+    # claim is a task id in .c with a lease. Celery's duplicate part must not fire the body
+    # while the claim lives, and must once it expired, as with Celery's own claims.
+    app, backend = make_apps()
+    chord = SplitChord(app, backend, 2)
+    chord.by_celery(0)
+    meta = ResultMeta(chord.task_ids[1], states.SUCCESS, "result 1", group_id=chord.group_id)
+    part = ChordPart(chord.group_id, chord.task_ids[1], 1, meta)
+    assert backend.chord_part_done(part, lease=0.3) is not None
+    chord.by_celery(0)
+    assert body_publishes.sent == []
+    time.sleep(0.5)
+    chord.by_celery(0)
+    assert body_publishes.sent == [(chord.body_id, [["result 0", "result 1"]])]
