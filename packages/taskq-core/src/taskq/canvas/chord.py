@@ -326,8 +326,14 @@ class chord(Signature[R_co, Arg_contra]):
                 # The body must get nested lists back: the worker that completes the chord
                 # reads this saved group to rebuild them (Celery's ``apply_chord``).
                 into.before_publish(lambda: header_result.save(backend))
-            header_result = header.plan(
-                into, call_args, header_kwargs, task_id=group_id, **merged, **header_delay
+            header_result = header.plan_members(
+                into,
+                header.tasks,
+                call_args,
+                header_kwargs,
+                task_id=group_id,
+                **merged,
+                **header_delay,
             )
         else:
             body.plan(into, ([],))

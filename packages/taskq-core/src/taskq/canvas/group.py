@@ -240,17 +240,29 @@ class group(Signature[list[T], Arg_contra]):
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> GroupResult:
-        from taskq.result import GroupResult
-
         if not self.tasks:
             return self.freeze()
+        return self.plan_members(into, self.flattened(), args, kwargs, **options)
+
+    def plan_members(
+        self,
+        into: Plan,
+        members: Iterable[Signature[Any, Any]],
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> GroupResult:
+        """:meth:`plan` for ``members``, copies this group may change (a chord passes its
+        header's, already flattened and frozen, so they are not copied a second time)."""
+        from taskq.result import GroupResult
+
         options = {k: v for k, v in options.items() if v is not None}
         options.pop("add_to_parent", None)
         call_args = [*(args or ()), *self.args]
         member_options, group_id, root_id = self._freeze_gid(options)
         trail_unset = into.trail is None
         results: list[AsyncResult[Any] | GroupResult] = []
-        for index, task in enumerate(self.flattened()):
+        for index, task in enumerate(members):
             task.freeze(group_id=group_id, root_id=root_id, group_index=index)
             results.append(task.plan(into, call_args, kwargs, **member_options))
         result = GroupResult(group_id, results, app=self.app)
