@@ -10,7 +10,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from taskq.app import TaskQ, shared_task
-from taskq.canvas import Signature, chain, signature
+from taskq.canvas import (
+    Signature,
+    chain,
+    chord,
+    chunks,
+    group,
+    maybe_signature,
+    signature,
+    xmap,
+    xstarmap,
+)
 from taskq.context import current_app
 from taskq.exceptions import (
     Ignore,
@@ -45,7 +55,13 @@ __all__ = [
     "ResultSet",
     "Signature",
     "signature",
+    "maybe_signature",
     "chain",
+    "group",
+    "chord",
+    "chunks",
+    "xmap",
+    "xstarmap",
     "states",
     "Retry",
     "Ignore",
