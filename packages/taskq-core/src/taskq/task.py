@@ -41,6 +41,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 # s()'s partial application: the first parameter comes from the step before.
 A = TypeVar("A")
+A2 = TypeVar("A2")
+A3 = TypeVar("A3")
 P2 = ParamSpec("P2")
 
 _EMPTY_REQUEST = Request()
@@ -236,12 +238,22 @@ class Task(Generic[P, R]):
     ) -> Signature[R, A]: ...
     @overload
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R, NoReturn]: ...
+    @overload
+    def s(
+        self: Task[Concatenate[A, A2, P2], R], *args: P2.args, **kwargs: P2.kwargs
+    ) -> Signature[R, NoReturn]: ...
+    @overload
+    def s(
+        self: Task[Concatenate[A, A2, A3, P2], R], *args: P2.args, **kwargs: P2.kwargs
+    ) -> Signature[R, NoReturn]: ...
     def s(self, *args: Any, **kwargs: Any) -> Signature[Any, Any]:
         """A signature of this task; a parent's result is prepended to ``args``.
 
         Typed for partial application: ``add.s(2)`` is a ``Signature[int, int]`` (it returns
         an int and takes its first argument, an int, from the step before it), ``add.s(1, 2)``
-        a ``Signature[int, NoReturn]`` (complete: nothing may be prepended).
+        a ``Signature[int, NoReturn]`` (complete: nothing may be prepended). Up to three
+        leading arguments may be left out (an errback gets ``request, exc, traceback``); a
+        signature missing more than one does not fit in a chain, which passes one.
         """
         from taskq.canvas import Signature
 

@@ -7,7 +7,7 @@ accept the list of its header's results.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from taskq import TaskQ
 from taskq.canvas import Signature, chain, chord, group
@@ -76,3 +76,15 @@ wrong_pipe = group(upper.s("a"), upper.s("b")) | total.s()  # error
 add.s("x")  # error
 upper.si(1)  # error
 wrong_result: AsyncResult[str] = chain(add.s(1, 2), add.s(3)).apply_async()  # error
+
+
+@app.task
+def errback(request: Any, exc: BaseException, traceback: str | None) -> None: ...
+
+
+# A signature may leave out up to three leading arguments (an errback's request, exc and
+# traceback); one that leaves out more than one does not fit a chain, which passes one.
+errback_sig: Signature[None] = errback.s()
+add.s(1, 2).link_error(errback.s())
+no_args: Signature[int, NoReturn] = add.s()
+chain(add.s(1, 2), add.s())  # error
