@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from interop_effects import REDIS_URL, TRANSPORT_OPTIONS, collect, count, slow_count, tag
+from interop_effects import REDIS_URL, TRANSPORT_OPTIONS, collect, count, slow_count, tag, tsum
 
 SIDE = "celery"
 
@@ -47,6 +47,19 @@ def slow_count_task(key: str, field: str, seconds: float) -> str:
 @app.task(name="interop.collect")
 def collect_task(parts: list[Any], key: str) -> dict[str, Any]:
     return collect(parts, key, SIDE)
+
+
+@app.task(name="interop.tsum")
+def tsum_task(values: list[Any]) -> int:
+    return tsum(values)
+
+
+@app.task(name="interop.replaced", bind=True)
+def replaced(self: Any, x: int) -> Any:
+    """Replaced by ``interop.add(x, 100)`` on the queue it came from (a replacement is routed
+    like any new task, and this worker's default queue is no test's)."""
+    queue = self.request.delivery_info.get("routing_key")
+    return self.replace(app.signature("interop.add", (x, 100), queue=queue))
 
 
 @app.task(name="interop.request_info", bind=True)

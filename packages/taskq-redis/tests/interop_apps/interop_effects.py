@@ -61,6 +61,11 @@ def tag(acc: list[str], label: str, side: str) -> list[str]:
     return [*acc, f"{label}@{side}"]
 
 
+def tsum(values: list[Any]) -> int:
+    """The sum of the values, of nested lists too (a chord header holding groups)."""
+    return sum(tsum(v) if isinstance(v, list) else v for v in values)
+
+
 def collect(parts: list[Any], key: str, side: str) -> dict[str, Any]:
     """A chord body: counts its runs under ``key``."""
     runs = int(_retrying("INCR", key))
