@@ -90,3 +90,19 @@ def test_closing_wakes_the_fetcher_thread_with_nothing_claimed() -> None:
     waiter.join(5)
     assert claimed == [0]
     assert holdings.claim() == 0
+
+
+def test_closing_from_a_signal_handler_that_interrupted_the_lock_holder() -> None:
+    """The shutdown signal's handler runs on the main thread, perhaps the consumer's, perhaps
+    while it holds the holdings' lock: closing must not wait for itself."""
+    holdings = Holdings(4)
+
+    def interrupted() -> None:
+        with holdings._cond:  # pyright: ignore[reportPrivateUsage]  (interrupted in here)
+            holdings.close()
+
+    thread = threading.Thread(target=interrupted, daemon=True)
+    thread.start()
+    thread.join(2)
+    assert not thread.is_alive(), "close() waited for the lock its own thread holds"
+    assert holdings.closed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -186,8 +187,6 @@ def test_steal_after_is_short() -> None:
 def test_a_driven_pool_runs_on_the_callers_thread() -> None:
     """start_driven() forks no supervisor thread: step() waits on the children and reports
     on the thread that calls it, and stop() finishes there too."""
-    import threading
-
     pool, outcomes = PreforkPool(2), targets.Outcomes()
     threads = threading.active_count()
     pool.start_driven(outcomes)
@@ -211,3 +210,26 @@ def test_a_driven_pool_runs_on_the_callers_thread() -> None:
     finally:
         pool.stop(wait=True)
     assert outcomes.of(last.task_id) == [JobOutcome(last.task_id, "done", "last")]
+
+
+def test_wake_takes_no_lock() -> None:
+    """A shutdown signal's handler wakes the consumer's step() on the thread it interrupted,
+    which may hold the pool's lock."""
+    pool, outcomes = PreforkPool(1), targets.Outcomes()
+    pool.start_driven(outcomes)
+    try:
+
+        def interrupted() -> None:
+            with pool._lock:  # pyright: ignore[reportPrivateUsage]  (interrupted in here)
+                pool.wake()
+
+        thread = threading.Thread(target=interrupted, daemon=True)
+        thread.start()
+        thread.join(2)
+        assert not thread.is_alive(), "wake() waited for the lock its own thread holds"
+        started = time.monotonic()
+        pool.step(5.0)  # returns at once: the wake-up is waiting
+        assert time.monotonic() - started < 1.0
+    finally:
+        pool.stop(wait=True)
+    pool.wake()  # after the pool finished: nothing to wake, no error

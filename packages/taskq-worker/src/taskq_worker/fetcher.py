@@ -45,7 +45,9 @@ class Holdings:
         #: that frees up: fewer, larger fetches while the rest of the prefetch keeps the
         #: pool busy.
         self.batch = max(limit // 2, 1)
-        self._cond = threading.Condition(threading.Lock())
+        # Reentrant: a shutdown signal's handler closes the holdings on the main thread, which
+        # may be the consumer's, interrupted while it held the lock.
+        self._cond = threading.Condition(threading.RLock())
         self._count = 0
         self._claimed = 0
         self._unacked: dict[str, Delivery] = {}

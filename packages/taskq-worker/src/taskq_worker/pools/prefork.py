@@ -196,9 +196,13 @@ class PreforkPool:
         self._pass(timeout)
 
     def wake(self) -> None:
-        """Make a :meth:`step` in progress return now (from any thread)."""
-        with self._lock:
-            self._wake()
+        """Make a :meth:`step` in progress return now, from any thread, and from a signal
+        handler: it takes no lock (the handler may have interrupted this very thread while it
+        held the pool's)."""
+        fds = self._wake_fds
+        if fds is not None:
+            with contextlib.suppress(OSError):  # full (it wakes anyway), or just closed
+                os.write(fds[1], b"\0")
 
     def apply(self, job: PoolJob) -> None:
         """Send ``job`` to a child, or queue it for the next one; returns at once."""
@@ -641,11 +645,12 @@ class PreforkPool:
             child.conn.send_bytes(_STOP)
 
     def _close_wake_fds(self) -> None:
-        if self._wake_fds is not None:
-            self._poller.unregister(self._wake_fds[0])
-            for fd in self._wake_fds:
+        fds = self._wake_fds
+        if fds is not None:
+            self._wake_fds = None  # first: wake() reads it without the lock
+            self._poller.unregister(fds[0])
+            for fd in fds:
                 os.close(fd)
-            self._wake_fds = None
 
     def _wake(self) -> None:
         if self._wake_fds is None:
