@@ -4,7 +4,8 @@ until the body is sent, and expired only when the chord stops moving."""
 from __future__ import annotations
 
 import json
-import multiprocessing
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -216,16 +217,26 @@ def test_a_claim_held_by_a_celery_worker_is_respected(
         raw.delete(*_keys(group_id).values())
 
 
-def _report_in_child(url: str, parts: list[ChordPart], completions: Any) -> None:
-    backend = RedisBackend(url, BackendOptions())
-    try:
-        for part in parts:
-            done = backend.chord_part_done(part)
-            if done is not None:
-                backend.chord_body_sent(part.group_id)  # as the worker does, once it sent the body
-                completions.put((part.task_id, [m.task_id for m in done]))
-    finally:
-        backend.close()
+# A child reporting parts, as a separate worker process does. A fresh interpreter, not fork():
+# forking the test process, which holds other suites' threads and locks, could hang the child.
+_REPORTER = """
+import json, sys
+from taskq.contracts import BackendOptions, ChordPart
+from taskq_protocol import ResultMeta, states
+from taskq_redis.backend import RedisBackend
+
+url, group_id, parts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+backend = RedisBackend(url, BackendOptions())
+try:
+    for task_id, index in parts:
+        meta = ResultMeta(task_id, states.SUCCESS, index, group_id=group_id)
+        done = backend.chord_part_done(ChordPart(group_id, task_id, index, meta))
+        if done is not None:
+            backend.chord_body_sent(group_id)  # as the worker does, once it sent the body
+            print(json.dumps([task_id, [m.task_id for m in done]]), flush=True)
+finally:
+    backend.close()
+"""
 
 
 def test_parts_from_many_processes_fire_the_chord_once(
@@ -236,25 +247,28 @@ def test_parts_from_many_processes_fire_the_chord_once(
     group_id = _new_id()
     parts = [_plain(group_id, i) for i in range(size)]
     backend.set_chord_size(group_id, size)
-    context = multiprocessing.get_context("fork")
-    completions = context.Queue()
     # Every part goes to two processes: each header task is delivered twice.
     shares = [
-        [p for i, p in enumerate(parts) if i % processes in (n, (n + 1) % processes)]
+        [
+            (p.task_id, p.group_index)
+            for i, p in enumerate(parts)
+            if i % processes in (n, (n + 1) % processes)
+        ]
         for n in range(processes)
     ]
     children = [
-        context.Process(target=_report_in_child, args=(redis_url, share, completions))
+        subprocess.Popen(
+            [sys.executable, "-c", _REPORTER, redis_url, group_id, json.dumps(share)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for share in shares
     ]
-    for child in children:
-        child.start()
-    for child in children:
-        child.join(30)
-        assert child.exitcode == 0
     fired = []
-    while not completions.empty():
-        fired.append(completions.get(timeout=1))
+    for child in children:
+        out, _ = child.communicate(timeout=60)
+        assert child.returncode == 0
+        fired += [json.loads(line) for line in out.splitlines() if line.strip()]
     # Only the claiming task may complete it again (its own duplicate, before it was marked
     # done); every completion hands out every part.
     assert fired, "the chord never fired"
