@@ -15,7 +15,7 @@ from taskq.exceptions import ImproperlyConfigured
 from taskq_protocol import Envelope, TaskMessage, jsoncodec
 from taskq_worker.banner import banner, mask_url
 from taskq_worker.control import parse_signal
-from taskq_worker.decoding import Decoder, Undeliverable
+from taskq_worker.decoding import Decoder, Received, Undeliverable
 from taskq_worker.jobs import Job, Policy
 from taskq_worker.log import WorkerFormatter, get_task_logger, parse_level
 from taskq_worker.naming import node_name
@@ -229,7 +229,9 @@ def _job(name: str, task_id: str) -> Job:
     message = TaskMessage.create(name, [], id=task_id)
     envelope = Envelope.create(b"", content_type="application/json", content_encoding="utf-8")
     policy = Policy(True, True, False, None, None)
-    return Job(Delivery("celery", envelope, task_id), message, policy, 0.0)
+    headers, properties, body = message.encode()
+    received = Received(headers, properties, body, message)
+    return Job(Delivery("celery", envelope, task_id), received, policy, 0.0)
 
 
 def test_rate_limits_hold_jobs_in_order_and_release_them_on_time() -> None:
