@@ -39,7 +39,7 @@ def canvas(
     prefix = f"taskq-test-canvas-{directory.name}"
     options = {"visibility_timeout": VISIBILITY_TIMEOUT, "global_keyprefix": f"{prefix}:"}
     yield from open_canvas(
-        "redis", pool, directory, redis_url, redis_url, prefix, broker_transport_options=options
+        pool, directory, redis_url, redis_url, prefix, broker_transport_options=options
     )
 
 

@@ -55,7 +55,6 @@ class CanvasSetup:
     """A store (broker and results), a directory every process sees, a client app and the
     module's worker on one queue."""
 
-    store: str
     pool: str
     directory: Path
     broker: str
@@ -78,7 +77,7 @@ class CanvasSetup:
     def start_worker(
         self, queue: str, pool: str | None = None, concurrency: int = 2
     ) -> CanvasWorker:
-        """Another worker on ``queue``, stopped with the module's."""
+        """Another worker on ``queue``; stopped with the module's if the test did not."""
         worker = start_canvas_worker(
             self.directory,
             self.broker,
@@ -155,7 +154,6 @@ def start_canvas_worker(
 
 
 def open_canvas(
-    store: str,
     pool: str,
     directory: Path,
     broker: str,
@@ -166,7 +164,7 @@ def open_canvas(
     """The body of a module's ``canvas`` fixture: a worker and a client, stopped after."""
     worker = start_canvas_worker(directory, broker, backend, queue, pool, **settings)
     client = make_app(directory, broker, backend, queue, **settings)
-    setup = CanvasSetup(store, pool, directory, broker, backend, queue, settings, client, worker)
+    setup = CanvasSetup(pool, directory, broker, backend, queue, settings, client, worker)
     try:
         yield setup
     finally:
@@ -372,11 +370,12 @@ class CanvasWorkflows:
             result = chord(header, signature("canvas.counted", (label,), app=client)).delay()
             wait_for_runs(canvas.directory, started, 2)
             worker.kill()
-            canvas.start_worker(queue)
+            worker = canvas.start_worker(queue)
             assert result.get(timeout=TIMEOUT) == list(range(6))
             assert canvas.runs(started) > 6, "no header task was run again"
             _settle_queue(client)
             assert canvas.runs(label) == 1
+            assert worker.terminate() == 0
         finally:
             client.close()
 
@@ -395,10 +394,11 @@ class CanvasWorkflows:
             wait_until(lambda: worker.process.poll() is not None, TIMEOUT, message="killed")
             assert not (canvas.directory / KILL_BEFORE_PUBLISHING).exists()
             assert result.state == states.PENDING
-            canvas.start_worker(queue)
+            worker = canvas.start_worker(queue)
             assert result.get(timeout=TIMEOUT) == [0, 2, 4, 6]
             _settle_queue(client)
             assert canvas.runs(label) == 1
+            assert worker.terminate() == 0
         finally:
             (canvas.directory / KILL_BEFORE_PUBLISHING).unlink(missing_ok=True)
             client.close()

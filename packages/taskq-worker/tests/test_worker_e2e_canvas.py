@@ -31,9 +31,7 @@ def canvas(
     directory = tmp_path_factory.mktemp(f"canvas-{pool}")
     url = f"sqlite:///{directory / 'canvas.sqlite3'}"
     options = {"visibility_timeout": VISIBILITY_TIMEOUT, "polling_interval": 0.02}
-    yield from open_canvas(
-        "sqlite", pool, directory, url, url, "canvas", broker_transport_options=options
-    )
+    yield from open_canvas(pool, directory, url, url, "canvas", broker_transport_options=options)
 
 
 class TestCanvasOnSqlite(CanvasWorkflows):
