@@ -5,6 +5,8 @@
 - ``redis``: taskq, Celery and Dramatiq side by side on one Redis (publish, consume+execute,
   round trip, worker memory), then taskq alone on a million tasks.
 - ``worker``: the worker's own cost per task on the in-process memory:// broker, per pool.
+- ``canvas``: a group of 10,000 tasks and a chord of 10,000 headers, taskq beside Celery on
+  one Redis, from apply to the last result.
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ def main(argv: list[str] | None = None) -> int:
         prog="tools/bench", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("name", choices=["codec", "sqlite", "redis", "worker"])
+    parser.add_argument("name", choices=["codec", "sqlite", "redis", "worker", "canvas"])
     parser.add_argument("--pool", default="prefork", help="the worker pool (sqlite)")
     parser.add_argument("--quick", action="store_true", help="short rounds, for a smoke run")
-    parser.add_argument("--tasks", type=int, help="tasks per throughput round (redis)")
+    parser.add_argument(
+        "--tasks", type=int, help="tasks per throughput round (redis), per group and chord (canvas)"
+    )
     parser.add_argument(
         "--million", action="store_true", help="always run taskq on 1,000,000 tasks (redis)"
     )
     parser.add_argument(
-        "--url", help="a Redis database it may flush (redis; default $REDIS_URL, else db 15)"
+        "--url",
+        help="a Redis database it may flush (redis, canvas; default $REDIS_URL, else db 15)",
     )
     options = parser.parse_args(argv)
     print(f"python {platform.python_version()} on {platform.machine()}, {platform.system()}")
@@ -58,6 +63,18 @@ def main(argv: list[str] | None = None) -> int:
         import worker_overhead
 
         print(worker_overhead.report(worker_overhead.run(5_000 if options.quick else 50_000)))
+    elif options.name == "canvas":
+        import canvas_compare
+
+        size, repeats = (500, 1) if options.quick else (10_000, 3)
+        url = options.url or os.environ.get("REDIS_URL") or canvas_compare.DEFAULT_URL
+        try:
+            outcome = canvas_compare.run(url, options.tasks or size, repeats)
+        except canvas_compare.ForeignDatabase as exc:
+            print(f"tools/bench canvas: {exc}", file=sys.stderr)
+            return 2
+        print(canvas_compare.report(outcome))
+        return 1 if canvas_compare.failed(outcome) else 0
     return 0
 
 

@@ -23,3 +23,14 @@ def increment() -> None:
 @app.task
 def increment_with_result() -> int:
     return counter.increment()
+
+
+@app.task
+def noop() -> None:
+    """A member of the canvas benchmark's groups and chord headers: nothing but its result."""
+
+
+@app.task
+def count(values: list[object]) -> int:
+    """The canvas benchmark's chord body: how many header results it was given."""
+    return len(values)
