@@ -6,19 +6,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from taskq_testing.plugin import require_server
-from taskq_testing.servers import ServerProcess, binary_or_none, free_port
 from workspace import REPO_ROOT
 
 # The benchmark flushes its database; on the shared server that is always database 15, whatever
 # database $REDIS_URL names for the other tests.
-BENCH_DB = "/15"
 NUMBER = r"\d[\d,]*(?:\.\d+)?"
 ROWS = (
     "publish, 1,000 delay()",
@@ -30,30 +24,6 @@ ROWS = (
     "worker peak RSS",
     "worker start-up (s)",
 )
-
-
-def _ping(port: int) -> bool:
-    import redis
-
-    return bool(redis.Redis(port=port, socket_connect_timeout=1).ping())
-
-
-@pytest.fixture
-def bench_redis_url(tmp_path: Path) -> Iterator[str]:
-    """A private redis-server when the binary exists (the benchmark flushes its database, and
-    another run may have left keys on the shared one); else database 15 of the shared server."""
-    binary = binary_or_none("redis-server", "/usr/bin", "/usr/sbin", "/usr/local/bin")
-    if binary is None:
-        server = require_server(
-            "Redis", "REDIS_URL", "redis://127.0.0.1:6379/15", default_port=6379
-        )
-        yield urlunsplit(urlsplit(server)._replace(path=BENCH_DB))
-        return
-    port = free_port()
-    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
-            "no", "--dir", str(tmp_path)]  # fmt: skip
-    with ServerProcess(argv, lambda: _ping(port), log_path=tmp_path / "redis.log"):
-        yield f"redis://127.0.0.1:{port}{BENCH_DB}"
 
 
 @pytest.mark.slow
