@@ -126,19 +126,19 @@ def test_on_a_copy_of_the_real_workspace(tmp_path: Path) -> None:
     """No new problem, a clean lint, a wheel that installs alone, and template tests that pass."""
     root = copy_of_real_workspace(tmp_path / "copy")
     problems_before = check(load_workspace(root))
-    # A technology no member serves yet (redis has its package now), so the copy gains a new one.
-    assert new(root, "zookeeper") == 0
+    # A technology no member serves yet (redis, amqp, sqs and the other brokers have theirs), so the copy gains a new one.
+    assert new(root, "memcache") == 0
     ws = load_workspace(root)
     assert check(ws) == problems_before
-    package = root / "packages/taskq-zookeeper"
+    package = root / "packages/taskq-memcache"
     ruff = [sys.executable, "-m", "ruff"]
     run([*ruff, "check", str(package)], root)
     run([*ruff, "format", "--check", str(package)], root)
-    smoke_check(ws, "taskq-zookeeper")
+    smoke_check(ws, "taskq-memcache")
     # Run the generated tests against the installed wheel, in a venv of their own.
     wheels = [
         build_alone(ws, name, tmp_path / "wheels")[0]
-        for name in ws.first_party_closure("taskq-zookeeper")
+        for name in ws.first_party_closure("taskq-memcache")
     ]
     uv = uv_executable()
     run([uv, "venv", "--python", sys.executable, str(tmp_path / "venv")], tmp_path)
