@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard, cast, overload
 
 from taskq.canvas.signature import Signature, as_signature_list, maybe_signature, required
+from taskq.canvas.tasklist import TaskList
 from taskq.canvas.typevars import A1, R1, R2, R3, R4, R5, R6, R7, R8, Arg_contra, R_co
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ _RUN_OPTIONS = frozenset(
 )
 
 
-class chain(Signature[R_co, Arg_contra]):
+class chain(TaskList[R_co, Arg_contra]):
     """``chain(a, b, c)`` or ``a | b | c``; its result is the last task's, with ``.parent``s."""
 
     @overload
@@ -185,26 +186,8 @@ class chain(Signature[R_co, Arg_contra]):
         kwargs: Mapping[str, Any] = d.get("kwargs") or {}
         steps: Iterable[Any] = kwargs.get("tasks") or ()
         sig.kwargs = {**kwargs, "tasks": [required(t, app) for t in steps]}
-        sig.args = d.get("args") or ()
-        sig.immutable = bool(d.get("immutable", False))
+        sig._restore_fields(d)
         return sig
-
-    @property
-    def tasks(self) -> list[Signature[Any, Any]]:
-        return cast("list[Signature[Any, Any]]", self.kwargs["tasks"])
-
-    @tasks.setter
-    def tasks(self, value: Iterable[Signature[Any, Any]]) -> None:
-        self.kwargs["tasks"] = list(value)
-
-    @property
-    def app(self) -> TaskQ:
-        if self._app is None and self.tasks:
-            return self.tasks[0].app
-        return super().app
-
-    def _clone_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        return {**kwargs, "tasks": [required(t, self._app).clone() for t in kwargs["tasks"]]}
 
     def unchain_tasks(self) -> list[Signature[Any, Any]]:
         """Copies of the steps, the chain's ``link`` on the last and its ``link_error`` on each

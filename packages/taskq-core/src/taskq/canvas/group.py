@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard, cast, overload
 
 from taskq.canvas.signature import Signature, required
+from taskq.canvas.tasklist import TaskList
 from taskq.canvas.typevars import A1, R2, Arg_contra, R, T
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["group"]
 
 
-class group(Signature[list[T], Arg_contra]):
+class group(TaskList[list[T], Arg_contra]):
     """``group(add.s(1, 1), add.s(2, 2))`` or ``group(generator)``; call it to send it."""
 
     @overload
@@ -63,30 +64,12 @@ class group(Signature[list[T], Arg_contra]):
         members: Iterable[Any] = kwargs.get("tasks") or ()
         sig = group([required(t, app) for t in members], app=app)
         sig.options = dict(d.get("options") or {})
-        sig.args = d.get("args") or ()
-        sig.immutable = bool(d.get("immutable", False))
+        sig._restore_fields(d)
         return sig
-
-    @property
-    def tasks(self) -> list[Signature[Any, Any]]:
-        return cast("list[Signature[Any, Any]]", self.kwargs["tasks"])
-
-    @tasks.setter
-    def tasks(self, value: Iterable[Signature[Any, Any]]) -> None:
-        self.kwargs["tasks"] = list(value)
-
-    @property
-    def app(self) -> TaskQ:
-        if self._app is None and self.tasks:
-            return self.tasks[0].app
-        return super().app
 
     def __len__(self) -> int:
         """How many members (as in Celery; so an empty group is falsy)."""
         return len(self.tasks)
-
-    def _clone_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        return {**kwargs, "tasks": [required(t, self._app).clone() for t in kwargs["tasks"]]}
 
     def unrolled(self) -> Signature[Any, Any]:
         """A one-member group is its member (Celery's ``maybe_unroll_group``)."""
