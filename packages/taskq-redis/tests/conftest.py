@@ -6,6 +6,7 @@ With none of these the test skips with the reason, or fails under ``CI=true``.
 
 ``redis_server``: a private ``redis-server`` a test may stop, restart or configure (TLS, a Unix
 socket, Sentinel), started from the same binary; ``start_redis(*args)`` starts more of them.
+``sentinel_url``: a Sentinel watching a private master named ``mymaster``.
 
 Every test isolates itself by key names (``unique_name``), never by flushing a database.
 """
@@ -112,3 +113,36 @@ def start_redis(_redis_binary: str | None, tmp_path: Path) -> Iterator[StartRedi
 def redis_server(start_redis: StartRedis) -> RedisServer:
     """One private redis-server this test may stop and restart."""
     return start_redis()
+
+
+@pytest.fixture
+def sentinel_url(
+    redis_server: RedisServer, _redis_binary: str | None, tmp_path: Path
+) -> Iterator[str]:
+    """A Sentinel watching a private master named ``mymaster``."""
+    assert _redis_binary is not None
+    port = free_port()
+    config = tmp_path / "sentinel.conf"
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor mymaster 127.0.0.1 {redis_server.port} 1\n"
+        "sentinel down-after-milliseconds mymaster 5000\n"
+    )
+
+    def answers() -> bool:
+        try:
+            client = redis.Redis(port=port, socket_timeout=1)
+            try:
+                return bool(
+                    client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
+                )
+            finally:
+                client.close()
+        except redis.RedisError:
+            return False
+
+    process = ServerProcess(
+        [_redis_binary, str(config), "--sentinel"], answers, log_path=tmp_path / "sentinel.log"
+    )
+    with process:
+        yield f"sentinel://127.0.0.1:{port}"

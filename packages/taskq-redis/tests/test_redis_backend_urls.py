@@ -4,18 +4,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 
 from taskq.contracts import BackendOptions
 from taskq_protocol import ResultMeta
 from taskq_redis.backend import RedisBackend
 from taskq_testing.factories import make_meta
-from taskq_testing.servers import ServerProcess, free_port
 
 
 def _store_while_waiting(url: str, transport_options: dict[str, Any]) -> None:
@@ -54,37 +52,6 @@ def test_password_and_database(start_redis: Callable[..., Any]) -> None:
         assert client.dbsize() > 0, "the results went to database 3"
     finally:
         client.close()
-
-
-@pytest.fixture
-def sentinel_url(redis_server: Any, _redis_binary: str | None, tmp_path: Path) -> Iterator[str]:
-    """A Sentinel watching a private master named ``mymaster``."""
-    assert _redis_binary is not None
-    port = free_port()
-    config = tmp_path / "sentinel.conf"
-    config.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-        f"sentinel monitor mymaster 127.0.0.1 {redis_server.port} 1\n"
-        "sentinel down-after-milliseconds mymaster 5000\n"
-    )
-
-    def answers() -> bool:
-        try:
-            client = redis.Redis(port=port, socket_timeout=1)
-            try:
-                return bool(
-                    client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
-                )
-            finally:
-                client.close()
-        except redis.RedisError:
-            return False
-
-    process = ServerProcess(
-        [_redis_binary, str(config), "--sentinel"], answers, log_path=tmp_path / "sentinel.log"
-    )
-    with process:
-        yield f"sentinel://127.0.0.1:{port}"
 
 
 def test_sentinel(sentinel_url: str) -> None:

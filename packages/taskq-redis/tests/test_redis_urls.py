@@ -26,7 +26,7 @@ from taskq.exceptions import ImproperlyConfigured
 from taskq_redis.connection import client_from_url, parse_redis_url
 from taskq_redis.transport import RedisTransport
 from taskq_testing.factories import make_envelope, task_id_of
-from taskq_testing.servers import ServerProcess, free_port
+from taskq_testing.servers import free_port
 
 StartRedis = Callable[..., Any]
 
@@ -192,37 +192,6 @@ def test_redis_socket_url_with_virtual_host_and_db(
 
 
 # -- Sentinel ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sentinel_url(redis_server: Any, _redis_binary: str | None, tmp_path: Path) -> Any:
-    """A Sentinel watching a private master named ``mymaster``."""
-    assert _redis_binary is not None
-    port = free_port()
-    config = tmp_path / "sentinel.conf"
-    config.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-        f"sentinel monitor mymaster 127.0.0.1 {redis_server.port} 1\n"
-        "sentinel down-after-milliseconds mymaster 5000\n"
-    )
-
-    def answers() -> bool:
-        try:
-            client = redis.Redis(port=port, socket_timeout=1)
-            try:
-                return bool(
-                    client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
-                )
-            finally:
-                client.close()
-        except redis.RedisError:
-            return False
-
-    process = ServerProcess(
-        [_redis_binary, str(config), "--sentinel"], answers, log_path=tmp_path / "sentinel.log"
-    )
-    with process:
-        yield f"sentinel://127.0.0.1:{port}"
 
 
 def test_sentinel_finds_the_master(sentinel_url: str, unique_name: str) -> None:
