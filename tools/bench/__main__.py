@@ -4,6 +4,7 @@
 - ``sqlite``: tasks/s through a real worker on the embedded SQLite broker, and round-trip latency.
 - ``redis``: taskq, Celery and Dramatiq side by side on one Redis (publish, consume+execute,
   round trip, worker memory), then taskq alone on a million tasks.
+- ``amqp``: the same three side by side with RabbitMQ as the broker (results on Redis).
 - ``worker``: the worker's own cost per task on the in-process memory:// broker, per pool.
 - ``canvas``: a group of 10,000 tasks and a chord of 10,000 headers, taskq beside Celery on
   one Redis, from apply to the last result.
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="tools/bench", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("name", choices=["codec", "sqlite", "redis", "worker", "canvas"])
+    parser.add_argument("name", choices=["codec", "sqlite", "redis", "amqp", "worker", "canvas"])
     parser.add_argument("--pool", default="prefork", help="the worker pool (sqlite)")
     parser.add_argument("--quick", action="store_true", help="short rounds, for a smoke run")
     parser.add_argument(
@@ -33,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--url",
-        help="a Redis database it may flush (redis, canvas; default $REDIS_URL, else db 15)",
+        help="a Redis database it may flush (redis, amqp, canvas; default $REDIS_URL, else db 15)",
+    )
+    parser.add_argument(
+        "--broker",
+        help="the RabbitMQ to use (amqp; default $AMQP_URL, else amqp://guest:guest@localhost//)",
     )
     options = parser.parse_args(argv)
     print(f"python {platform.python_version()} on {platform.machine()}, {platform.system()}")
@@ -46,19 +51,24 @@ def main(argv: list[str] | None = None) -> int:
 
         tasks, calls = (2_000, 100) if options.quick else (20_000, 1_000)
         print(sqlite.report(sqlite.run(tasks, calls, pool=options.pool)))
-    elif options.name == "redis":
-        import redis_compare
+    elif options.name in ("redis", "amqp"):
+        import broker_compare
 
         tasks, calls = (1_000, 100) if options.quick else (20_000, 1_000)
-        url = options.url or os.environ.get("REDIS_URL") or redis_compare.DEFAULT_URL
+        url = options.url or os.environ.get("REDIS_URL") or broker_compare.DEFAULT_URL
         million = True if options.million else (False if options.quick else None)
+        broker = None
+        if options.name == "amqp":
+            broker = options.broker or os.environ.get("AMQP_URL") or broker_compare.DEFAULT_AMQP
         try:
-            result = redis_compare.run(url, options.tasks or tasks, calls, million=million)
-        except redis_compare.ForeignDatabase as exc:
-            print(f"tools/bench redis: {exc}", file=sys.stderr)
+            result = broker_compare.run(
+                url, options.tasks or tasks, calls, million=million, broker_url=broker
+            )
+        except broker_compare.ForeignDatabase as exc:
+            print(f"tools/bench {options.name}: {exc}", file=sys.stderr)
             return 2
-        print(redis_compare.report(result))
-        return 1 if redis_compare.failed(result) else 0
+        print(broker_compare.report(result))
+        return 1 if broker_compare.failed(result) else 0
     elif options.name == "worker":
         import worker_overhead
 

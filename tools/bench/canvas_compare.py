@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import redis
-from measure import OtherCpu, local_redis_pid
+from measure import OtherCpu, local_broker_pids
 from peers.clients import CLIENTS, Client
 from peers.counter import URL_VARIABLE
 from scratch_database import ForeignDatabase, ScratchDatabase
@@ -259,7 +259,7 @@ def run_system(
     concurrency: int, workdir: Path,
 ) -> SystemRound:  # fmt: skip
     db.flush()
-    other_cpu = OtherCpu(local_redis_pid(db.client))
+    other_cpu = OtherCpu(local_broker_pids(db.client))
     canvas: Canvas | None = None
     worker: WorkerProcess | None = None
     result = SystemRound(system="?")

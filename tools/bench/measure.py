@@ -67,14 +67,14 @@ def _busy_seconds() -> float:
     return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
 
 
-def _own_seconds(redis_pid: int | None) -> float:
+def _own_seconds(server_pids: Sequence[int]) -> float:
     # This process and its reaped children: a worker stopped and waited for brings its pool
     # children's time along (each parent waits for its own).
     mine = os.times()
     total = mine.user + mine.system + mine.children_user + mine.children_system
-    if redis_pid is not None:
+    for pid in server_pids:
         try:
-            times = psutil.Process(redis_pid).cpu_times()
+            times = psutil.Process(pid).cpu_times()
             total += times.user + times.system
         except psutil.Error:
             pass
@@ -83,26 +83,32 @@ def _own_seconds(redis_pid: int | None) -> float:
 
 class OtherCpu:
     """CPUs kept busy, on average over a span, by processes other than this one, its (reaped)
-    children, and the Redis server when it runs here (its work is the benchmark's)."""
+    children, and the servers it uses when they run here (their work is the benchmark's)."""
 
-    def __init__(self, redis_pid: int | None) -> None:
-        self.redis_pid = redis_pid
-        self._start = (time.monotonic(), _busy_seconds(), _own_seconds(redis_pid))
+    def __init__(self, server_pids: Sequence[int]) -> None:
+        self.server_pids = list(server_pids)
+        self._start = (time.monotonic(), _busy_seconds(), _own_seconds(self.server_pids))
 
     def average_cpus(self) -> float:
         wall, busy, own = self._start
         elapsed = time.monotonic() - wall
-        others = (_busy_seconds() - busy) - (_own_seconds(self.redis_pid) - own)
+        others = (_busy_seconds() - busy) - (_own_seconds(self.server_pids) - own)
         return max(0.0, others / elapsed) if elapsed > 0 else 0.0
 
 
-def local_redis_pid(client: redis.Redis) -> int | None:
-    """The Redis server's pid when it runs on this machine (else None)."""
+def local_broker_pids(client: redis.Redis) -> list[int]:
+    """The local Redis server behind ``client`` and any local RabbitMQ (beam.smp) processes."""
+    pids: list[int] = []
     pid = int(client.info("server")["process_id"])  # pyright: ignore[reportIndexIssue,reportArgumentType]
     try:
-        return pid if "redis" in psutil.Process(pid).name() else None
+        if "redis" in psutil.Process(pid).name():
+            pids.append(pid)
     except psutil.Error:
-        return None
+        pass
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == "beam.smp":
+            pids.append(process.pid)
+    return pids
 
 
 class TreeRssSampler:

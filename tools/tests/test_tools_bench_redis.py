@@ -48,4 +48,4 @@ def test_the_quick_redis_benchmark_measures_all_three_systems(bench_redis_url: s
             assert re.fullmatch(NUMBER, cell), line
         for cell in cells[3:]:  # and both ratios
             assert re.fullmatch(NUMBER + "x", cell), line
-    assert f"Redis {url}: this database is flushed" in out
+    assert f"broker {url}; results and the counter on Redis {url}" in out

@@ -1,4 +1,4 @@
-"""The Celery side: Redis broker and Redis result backend, Celery's defaults otherwise.
+"""The Celery side: Redis or RabbitMQ broker, Redis result backend, Celery's defaults otherwise.
 
 Worker: ``python -m celery -A peers.celery_app worker -P prefork -c N``.
 """
@@ -13,7 +13,8 @@ from peers import counter
 
 URL = os.environ[counter.URL_VARIABLE]
 
-app = Celery("bench_celery", broker=URL, backend=URL)
+app = Celery("bench_celery", broker=counter.broker_url(), backend=URL)
+app.conf.task_default_queue = "bench.celery"  # its own queue, as taskq's and Dramatiq's
 # Only silences the 5.x deprecation warning about this setting; the value is Celery's default.
 app.conf.broker_connection_retry_on_startup = True
 

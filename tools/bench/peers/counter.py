@@ -13,6 +13,8 @@ import time
 import redis
 
 URL_VARIABLE = "BENCH_REDIS_URL"
+#: The broker the apps use when it is not that Redis (``tools/bench amqp``); unset: the Redis.
+BROKER_VARIABLE = "BENCH_BROKER_URL"
 COUNT_KEY = "bench:count"
 FIRST_AT_KEY = "bench:first-at"  # time.time() of the first increment
 
@@ -31,3 +33,8 @@ def increment() -> int:
     if count == 1:
         client.set(FIRST_AT_KEY, repr(time.time()))
     return count
+
+
+def broker_url() -> str:
+    """The broker every peer app uses: ``BENCH_BROKER_URL``, else the counter's Redis."""
+    return os.environ.get(BROKER_VARIABLE) or os.environ[URL_VARIABLE]

@@ -1,4 +1,4 @@
-"""The Dramatiq side: its Redis broker, and the Results middleware with its Redis backend.
+"""The Dramatiq side: its Redis or RabbitMQ broker, and the Results middleware on Redis.
 
 Worker: ``python -m dramatiq peers.dramatiq_app --processes N`` (8 threads per process, its
 default).
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
@@ -17,7 +18,10 @@ from peers import counter
 
 URL = os.environ[counter.URL_VARIABLE]
 
-broker = RedisBroker(url=URL)
+BROKER_URL = counter.broker_url()
+broker = (
+    RabbitmqBroker(url=BROKER_URL) if BROKER_URL.startswith("amqp") else RedisBroker(url=BROKER_URL)
+)
 broker.add_middleware(Results(backend=RedisBackend(url=URL)))
 dramatiq.set_broker(broker)
 

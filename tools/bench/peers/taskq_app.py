@@ -1,4 +1,4 @@
-"""The taskq side: the ``redis://`` transport and result backend of taskq-redis.
+"""The taskq side: taskq-redis's result backend, on Redis or RabbitMQ as the broker.
 
 Worker: ``python -m taskq_cli -A peers.taskq_app worker -P prefork -c N``.
 """
@@ -12,7 +12,10 @@ from taskq import TaskQ
 
 URL = os.environ[counter.URL_VARIABLE]
 
-app = TaskQ("bench_taskq", broker=URL, backend=URL)
+app = TaskQ("bench_taskq", broker=counter.broker_url(), backend=URL)
+# A queue of its own, so a broker that keeps queues between rounds (RabbitMQ) never hands one
+# system's leftovers to another.
+app.conf.task_default_queue = "bench.taskq"
 
 
 @app.task(ignore_result=True)

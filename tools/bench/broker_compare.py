@@ -1,7 +1,10 @@
-"""taskq, Celery and Dramatiq one after another on the same Redis, the same machine, the same task.
+"""taskq, Celery and Dramatiq one after another on the same broker, machine and task.
 
-The task is a no-op that increments a Redis counter (``peers.counter``). Each system gets one
-round, in a database the benchmark flushes before every round and at the end:
+The broker is Redis (``tools/bench redis``) or RabbitMQ (``tools/bench amqp``, ``broker_url``);
+results and the task's counter are on Redis either way. The task is a no-op that increments a
+Redis counter (``peers.counter``). Each system gets one round, in a Redis database the benchmark
+flushes before every round and at the end (on RabbitMQ each system has a queue of its own,
+purged before its round):
 
 1. publish as a batch: the task ``tasks`` times as one group (Celery ``group().apply_async()``,
    Dramatiq ``group().run()``, taskq ``Publisher.send_many``), then purged;
@@ -14,7 +17,7 @@ round, in a database the benchmark flushes before every round and at the end:
 
 The throughput tasks ignore their results on all three systems; only round trips store them.
 ``--million`` (or the full run, when the 20k round predicts under 3 minutes) adds taskq alone on
-1,000,000 tasks published with ``send_many`` in groups of 10,000.
+1,000,000 tasks published with ``send_many`` in groups of 10,000 (on the Redis broker only).
 """
 
 from __future__ import annotations
@@ -27,16 +30,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from measure import CounterWatch, OtherCpu, TreeRssSampler, local_redis_pid, percentile
+from measure import CounterWatch, OtherCpu, TreeRssSampler, local_broker_pids, percentile
 from peers.clients import CLIENTS, Client
-from peers.counter import URL_VARIABLE
+from peers.counter import BROKER_VARIABLE, URL_VARIABLE
 from scratch_database import ForeignDatabase, ScratchDatabase
 from worker_process import WorkerProcess
 
-__all__ = ["DEFAULT_URL", "ForeignDatabase", "failed", "report", "run"]
+__all__ = ["DEFAULT_AMQP", "DEFAULT_URL", "ForeignDatabase", "failed", "report", "run"]
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_URL = "redis://localhost:6379/15"
+DEFAULT_AMQP = "amqp://guest:guest@localhost:5672//"
 MILLION = 1_000_000
 MILLION_CHUNK = 10_000
 MILLION_BUDGET_S = 180.0  # the full run adds the million only when predicted under this
@@ -82,6 +86,7 @@ class MillionRound:
 @dataclass
 class Result:
     url: str
+    broker_url: str
     concurrency: int
     tasks: int
     calls: int
@@ -123,7 +128,7 @@ def run_round(
     db.flush()
     counter = CounterWatch(db.client)
     result = Round(system=name, tasks=tasks)
-    other_cpu = OtherCpu(local_redis_pid(db.client))
+    other_cpu = OtherCpu(local_broker_pids(db.client))
     worker: WorkerProcess | None = None
     client: Client | None = None
     try:
@@ -177,7 +182,7 @@ def run_million(db: ScratchDatabase, tasks: int, concurrency: int, workdir: Path
     db.flush()
     counter = CounterWatch(db.client)
     result = MillionRound(tasks=tasks)
-    other_cpu = OtherCpu(local_redis_pid(db.client))
+    other_cpu = OtherCpu(local_broker_pids(db.client))
     worker: WorkerProcess | None = None
     client = CLIENTS["taskq"]()
     try:
@@ -210,13 +215,26 @@ def _million_prediction(taskq: Round) -> float | None:
     return MILLION / taskq.batch_per_s + MILLION / taskq.consume_per_s + taskq.startup_s
 
 
-def run(url: str, tasks: int = 20_000, calls: int = 1_000, million: bool | None = None) -> Result:
-    """``million``: True runs it, False skips it, None runs it if predicted under 3 minutes."""
+def run(
+    url: str, tasks: int = 20_000, calls: int = 1_000, million: bool | None = None,
+    broker_url: str | None = None,
+) -> Result:  # fmt: skip
+    """``million``: True runs it, False skips it, None runs it if predicted under 3 minutes.
+
+    ``broker_url``: another broker than the Redis at ``url`` (RabbitMQ); the million then
+    does not run, as it measures the Redis broker.
+    """
     concurrency = os.cpu_count() or 1
-    os.environ[URL_VARIABLE] = url  # read by the peer app modules, here and in the workers
-    workdir = Path(tempfile.mkdtemp(prefix="taskq-bench-redis-"))
-    result = Result(url=url, concurrency=concurrency, tasks=tasks, calls=calls,
-                    workdir=str(workdir))  # fmt: skip
+    # Read by the peer app modules, here and in the workers.
+    os.environ[URL_VARIABLE] = url
+    if broker_url:
+        os.environ[BROKER_VARIABLE] = broker_url
+        million = False
+    else:
+        os.environ.pop(BROKER_VARIABLE, None)
+    workdir = Path(tempfile.mkdtemp(prefix="taskq-bench-broker-"))
+    result = Result(url=url, broker_url=broker_url or url, concurrency=concurrency,
+                    tasks=tasks, calls=calls, workdir=str(workdir))  # fmt: skip
     db = ScratchDatabase(url)
     try:
         db.claim()
@@ -226,7 +244,9 @@ def run(url: str, tasks: int = 20_000, calls: int = 1_000, million: bool | None 
             )
         taskq = result.rounds[0]
         predicted = _million_prediction(taskq)
-        if million is False:
+        if million is False and broker_url:
+            result.million_note = "not run: it measures the Redis broker (tools/bench redis)"
+        elif million is False:
             result.million_note = "not run (--quick; --million runs it)"
         elif million is None and predicted is None:
             result.million_note = "not run: the taskq round gave no rates to predict it from"
@@ -309,7 +329,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def report(result: Result) -> str:
     rounds = {r.system: r for r in result.rounds}
     lines = [
-        f"Redis {result.url}: this database is flushed before each system's round and at the end",
+        f"broker {result.broker_url}; results and the counter on Redis {result.url}, a database "
+        "flushed before each system's round and at the end",
         f"worker concurrency {result.concurrency} (CPU count), each system's default pool: "
         "Celery -P prefork, Dramatiq --processes (8 threads each), taskq -P prefork",
         "throughput tasks ignore results; round trips store them in each system's Redis "
@@ -329,7 +350,7 @@ def report(result: Result) -> str:
     )
     lines.append(
         f"CPUs busy with other programs during each round (of {result.concurrency}; not this "
-        f"benchmark, its workers or Redis): {others}. Well above 0 skews that round."
+        f"benchmark, its workers, Redis or the broker): {others}. Well above 0 skews that round."
     )
     for r in result.rounds:
         if r.extra_executions:
