@@ -19,9 +19,12 @@ from peers import counter
 URL = os.environ[counter.URL_VARIABLE]
 
 BROKER_URL = counter.broker_url()
-broker = (
-    RabbitmqBroker(url=BROKER_URL) if BROKER_URL.startswith("amqp") else RedisBroker(url=BROKER_URL)
-)
+if BROKER_URL.startswith("amqp"):
+    # kombu writes the default vhost as a trailing "//"; pika wants it quoted.
+    pika_url = BROKER_URL[:-2] + "/%2F" if BROKER_URL.endswith("//") else BROKER_URL
+    broker: RabbitmqBroker | RedisBroker = RabbitmqBroker(url=pika_url)
+else:
+    broker = RedisBroker(url=BROKER_URL)
 broker.add_middleware(Results(backend=RedisBackend(url=URL)))
 dramatiq.set_broker(broker)
 
