@@ -118,7 +118,15 @@ class Transport(Protocol):
         ...
 
     def declare_queue(self, spec: QueueSpec) -> None:
-        """Make sure a queue exists (a no-op where queues are implicit)."""
+        """Make sure a queue exists (a no-op where queues are implicit).
+
+        With ``spec.exchange`` set, the queue is also bound to that exchange with
+        ``spec.routing_key``, so :meth:`send_direct` finds it.
+        """
+        ...
+
+    def delete_queue(self, name: str) -> None:
+        """Remove a queue, its waiting messages and its bindings (a no-op when absent)."""
         ...
 
     def publish(self, queue: str, envelope: Envelope, *, eta: float | None = None) -> None:
@@ -169,6 +177,19 @@ class Transport(Protocol):
 
     def queue_length(self, queue: str) -> int:
         """Messages waiting (ready or delayed, not held by a consumer) on ``queue``."""
+        ...
+
+    def send_direct(self, exchange: str, routing_key: str, envelope: Envelope) -> bool:
+        """Deliver through the direct ``exchange`` to every queue bound to it with
+        ``routing_key`` (bindings come from declare_queue(QueueSpec(name, exchange=...,
+        routing_key=...))). False when no queue is bound: the message is dropped, as AMQP drops
+        an unroutable message published without ``mandatory``.
+
+        Remote-control replies travel this way, as Celery sends them: to the request's
+        ``reply_to`` exchange, with the client's id as routing key. A reply queue is declared
+        with ``arguments={"x-expires": <ms>}`` where the broker honours expiry; the client
+        reads it with :meth:`fetch` and deletes it when done.
+        """
         ...
 
     def broadcast(self, exchange: str, envelope: Envelope) -> None:

@@ -94,6 +94,11 @@ class KeyLayout:
         name = f"{queue}{self.sep}{step}" if step else queue
         return self.prefix + name
 
+    def step_suffix(self, priority: int) -> str:
+        """What follows the queue's name in ``list_for(queue, priority)`` ("" for step 0)."""
+        step = self.step_for(priority)
+        return f"{self.sep}{step}" if step else ""
+
     def lists(self, queue: str) -> list[str]:
         """The queue's lists, in the order they are served (one per priority step)."""
         return [self._list_of_step(queue, step) for step in self.priority_steps]

@@ -27,7 +27,16 @@ from redis.exceptions import NoScriptError
 
 from taskq_redis.commands import Commands
 
-__all__ = ["Script", "FETCH", "ACK", "GIVE_BACK", "DEAD_LETTER", "REFRESH_BINDING"]
+__all__ = [
+    "Script",
+    "FETCH",
+    "ACK",
+    "GIVE_BACK",
+    "DEAD_LETTER",
+    "REFRESH_BINDING",
+    "SEND_DIRECT",
+    "DELETE_QUEUE",
+]
 
 
 class Script:
@@ -269,5 +278,49 @@ local clock = redis.call('TIME')
 local deadline = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
   + tonumber(ARGV[3])
 redis.call('ZADD', KEYS[2], 'GT', deadline, ARGV[2])
+""",
+)
+
+#: Publish through a direct exchange as kombu does (``DirectExchange.lookup`` then ``_put``):
+#: LPUSH the message to every queue whose binding in the table has exactly the routing key
+#: (a topic member's pattern is ignored, as kombu's direct lookup ignores it). Reading the
+#: table and pushing in one step means a queue deleted meanwhile is never recreated by a late
+#: message. The lists are named here (``prefix .. queue .. suffix``), as kombu names them; a
+#: standalone server (or Sentinel's master) is all kombu's Redis transport supports anyway.
+#: KEYS: the binding table. ARGV: separator, routing key, key prefix, list suffix of the
+#: message's priority step ("" for step 0), the message. Returns how many queues got it.
+SEND_DIRECT = Script(
+    "send_direct",
+    r"""
+local sep, routing_key = ARGV[1], ARGV[2]
+local sent, seen = 0, {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local first = string.find(member, sep, 1, true)
+  if first and string.sub(member, 1, first - 1) == routing_key then
+    local second = string.find(member, sep, first + #sep, true)
+    if second then
+      local queue = string.sub(member, second + #sep)
+      if queue ~= '' and not seen[queue] then
+        seen[queue] = true
+        redis.call('LPUSH', ARGV[3] .. queue .. ARGV[4], ARGV[5])
+        sent = sent + 1
+      end
+    end
+  end
+end
+return sent
+""",
+)
+
+#: Delete a queue as kombu's ``Channel._delete`` does, in one step: its keys, and its members
+#: of the binding tables. KEYS: the keys to delete (lists, delayed set), then the tables.
+#: ARGV: how many keys to delete, then one member per table, in the tables' order.
+DELETE_QUEUE = Script(
+    "delete_queue",
+    r"""
+local n = tonumber(ARGV[1])
+for i = 1, n do redis.call('DEL', KEYS[i]) end
+for i = n + 1, #KEYS do redis.call('SREM', KEYS[i], ARGV[i - n + 1]) end
+return 1
 """,
 )

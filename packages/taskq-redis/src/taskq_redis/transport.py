@@ -26,6 +26,11 @@ side publishes, either side consumes, either side restores what the other abando
   does, so a message that keeps failing does not starve the others.
 - **Counting**: ``queue_length`` and ``purge`` cover the lists and the delayed set; deliveries
   whose timeout passed count again once they are restored.
+- **Direct exchanges**: ``declare_queue`` with an exchange writes kombu's binding;
+  ``send_direct`` reads the table and pushes to each queue bound with the routing key, in one
+  script (how remote-control replies reach ``<oid>.reply.celery.pidbox``). ``delete_queue``
+  drops the lists, the delayed set, this instance's deliveries of the queue and the bindings
+  this instance declared (kombu's ``queue_delete`` also knows only its own).
 - **Fanout**: ``broadcast``/``subscribe`` are kombu's pub/sub channels (``/0.celery.pidbox``),
   at most once.
 
@@ -65,7 +70,14 @@ from taskq_redis.connection import client_from_url, parse_redis_url
 from taskq_redis.fanout import FanoutListener
 from taskq_redis.keys import KeyLayout, message_priority
 from taskq_redis.restore import GiveBack, mark_redelivered, restore_expired
-from taskq_redis.scripts import ACK, DEAD_LETTER, FETCH, REFRESH_BINDING
+from taskq_redis.scripts import (
+    ACK,
+    DEAD_LETTER,
+    DELETE_QUEUE,
+    FETCH,
+    REFRESH_BINDING,
+    SEND_DIRECT,
+)
 from taskq_redis.transport_options import TransportOptions
 
 __all__ = ["RedisTransport", "RedisHandle"]
@@ -166,6 +178,8 @@ class RedisTransport:
         #: Queues declared here with x-expires (ms), and their bindings (table key, member).
         self._expires: dict[str, int] = {}
         self._expiring_bindings: dict[str, list[tuple[str, str, str]]] = {}
+        #: Every binding declared here, by queue: (exchange, member), for ``delete_queue``.
+        self._bindings: dict[str, set[tuple[str, str]]] = {}
         self._refresh_after = 0.0
         self._round_robin: list[str] = []
         _instances.add(self)
@@ -241,6 +255,8 @@ class RedisTransport:
             return  # the anonymous exchange routes by queue name: no table
         member = binding_member(self.keys, spec)
         table = self.keys.binding(spec.exchange)
+        with self._lock:
+            self._bindings.setdefault(name, set()).add((spec.exchange, member))
         with _broker_errors("declare_queue"):
             if expires is None:
                 pipe = self._redis.pipeline()
@@ -252,6 +268,28 @@ class RedisTransport:
                 with self._lock:
                     self._expiring_bindings.setdefault(name, []).append(binding)
                 self._refresh_binding(binding, expires)
+
+    def delete_queue(self, name: str) -> None:
+        """Drop the queue's lists and delayed set, settle this instance's deliveries of it
+        (so closing does not bring them back) and remove the bindings declared here, from
+        both of kombu's tables (``Channel._delete``)."""
+        queue = check_queue(name)
+        with self._lock:
+            bindings = self._bindings.pop(queue, set())
+            self._expires.pop(queue, None)
+            self._expiring_bindings.pop(queue, None)
+            self._plans.clear()
+        held = self._unacked.take_where(lambda handle: handle.queue == queue)
+        if held:
+            self._settle(held, "delete_queue")
+        doomed = [*self.keys.lists(queue), self.keys.delayed(queue)]
+        tables: list[str] = []
+        members: list[str] = []
+        for exchange, member in sorted(bindings):
+            tables += (self.keys.binding(exchange), self.keys.binding_permanent(exchange))
+            members += (member, member)
+        with _broker_errors("delete_queue"):
+            DELETE_QUEUE(self._redis, [*doomed, *tables], [len(doomed), *members])
 
     def _refresh_binding(self, binding: tuple[str, str, str], expires: int) -> None:
         table, member, exchange = binding
@@ -654,6 +692,19 @@ class RedisTransport:
             self._redis.zadd(
                 self.keys.unacked_index, {h.tag: score for h in handles}, xx=True, gt=True
             )
+
+    # -- direct exchanges -------------------------------------------------------------------
+
+    def send_direct(self, exchange: str, routing_key: str, envelope: Envelope) -> bool:
+        table = self.keys.binding(check_queue(exchange, "an exchange"))
+        suffix = self.keys.step_suffix(message_priority(envelope.properties))
+        with _broker_errors("send_direct"):
+            sent = SEND_DIRECT(
+                self._redis,
+                [table],
+                [self.keys.sep, routing_key, self.keys.prefix, suffix, envelope.encode()],
+            )
+        return int(sent) > 0
 
     # -- fanout -----------------------------------------------------------------------------
 

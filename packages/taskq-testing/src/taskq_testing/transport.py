@@ -552,6 +552,133 @@ class TransportConformance:
         assert transport.purge(queue) == 0
         assert task_id_of(self.fetch_one(transport, [other])) == kept
 
+    # -- direct exchanges (remote-control replies) -------------------------------------------
+
+    def bound_queue(
+        self, transport: Transport, exchange: str, routing_key: str, *, expires_ms: int = 60_000
+    ) -> str:
+        """A fresh queue bound to the direct ``exchange``, declared as a reply queue is."""
+        name = _unique("reply")
+        transport.declare_queue(
+            QueueSpec(
+                name=name,
+                exchange=exchange,
+                routing_key=routing_key,
+                arguments={"x-expires": expires_ms},
+            )
+        )
+        return name
+
+    def test_send_direct_reaches_the_bound_queue(self, broker: Broker) -> None:
+        client, worker = broker.open(), broker.open()
+        exchange, key = _unique("direct"), uuid.uuid4().hex
+        queue = self.bound_queue(client, exchange, key)
+        envelope = make_envelope(queue, headers={"ticket": "t-1"})
+        sent = copy.deepcopy(envelope)
+        assert worker.send_direct(exchange, key, envelope) is True
+        assert envelope == sent, "send_direct must not change the envelope"
+        delivery = self.fetch_one(client, [queue])
+        assert delivery.envelope == sent
+        assert delivery.queue == queue
+        client.ack([delivery])
+        self.assert_nothing(client, [queue])
+        client.delete_queue(queue)
+
+    def test_send_direct_reaches_every_queue_bound_with_the_key(self, transport: Transport) -> None:
+        exchange, key = _unique("direct"), uuid.uuid4().hex
+        one = self.bound_queue(transport, exchange, key)
+        two = self.bound_queue(transport, exchange, key)
+        envelope = make_envelope(one)
+        assert transport.send_direct(exchange, key, envelope)
+        for queue in (one, two):
+            delivery = self.fetch_one(transport, [queue])
+            assert task_id_of(delivery) == task_id_of(envelope)
+            transport.ack([delivery])
+            transport.delete_queue(queue)
+
+    def test_send_direct_matches_the_routing_key_exactly(self, transport: Transport) -> None:
+        exchange, other_exchange = _unique("direct"), _unique("direct")
+        key = uuid.uuid4().hex
+        queue = self.bound_queue(transport, exchange, key)
+        assert transport.send_direct(exchange, key + "x", make_envelope(queue)) is False
+        assert transport.send_direct(exchange, key[:-1], make_envelope(queue)) is False
+        assert transport.send_direct(exchange, "", make_envelope(queue)) is False
+        assert transport.send_direct(other_exchange, key, make_envelope(queue)) is False
+        self.assert_nothing(transport, [queue])
+        assert transport.queue_length(queue) == 0
+        transport.delete_queue(queue)
+
+    def test_send_direct_without_a_bound_queue_returns_false(self, transport: Transport) -> None:
+        exchange = _unique("direct")
+        assert transport.send_direct(exchange, "nobody", make_envelope(exchange)) is False
+
+    def test_a_bound_queue_still_takes_plain_publishes(self, transport: Transport) -> None:
+        exchange, key = _unique("direct"), uuid.uuid4().hex
+        queue = self.bound_queue(transport, exchange, key)
+        [task_id] = self.publish_ids(transport, queue, 1)
+        delivery = self.fetch_one(transport, [queue])
+        assert task_id_of(delivery) == task_id
+        transport.ack([delivery])
+        transport.delete_queue(queue)
+
+    def test_delete_queue_removes_messages_and_bindings(self, broker: Broker) -> None:
+        client, worker = broker.open(), broker.open()
+        exchange, key = _unique("direct"), uuid.uuid4().hex
+        queue = self.bound_queue(client, exchange, key)
+        kept = self.bound_queue(client, exchange, key)
+        for _ in range(3):
+            assert worker.send_direct(exchange, key, make_envelope(queue))
+        assert client.queue_length(queue) == 3
+        client.delete_queue(queue)
+        assert client.queue_length(queue) == 0
+        self.assert_nothing(client, [queue])
+        assert client.queue_length(kept) == 3, "deleting one queue leaves the others alone"
+        late = make_envelope(kept)
+        assert worker.send_direct(exchange, key, late) is True
+        self.assert_nothing(client, [queue])
+        assert client.queue_length(kept) == 4
+        client.delete_queue(kept)
+        assert worker.send_direct(exchange, key, make_envelope(kept)) is False
+        assert client.queue_length(kept) == 0
+
+    def test_delete_queue_drops_a_held_delivery(self, broker: Broker) -> None:
+        client, worker = broker.open(), broker.open()
+        exchange, key = _unique("direct"), uuid.uuid4().hex
+        queue = self.bound_queue(client, exchange, key)
+        assert worker.send_direct(exchange, key, make_envelope(queue))
+        delivery = self.fetch_one(client, [queue])
+        client.delete_queue(queue)
+        client.ack([delivery])  # settling a delivery of a deleted queue is harmless
+        broker.close(client)  # and closing does not bring it back
+        other = broker.open()
+        assert other.queue_length(queue) == 0
+        self.assert_nothing(other, [queue])
+
+    def test_delete_queue_is_idempotent(self, transport: Transport) -> None:
+        exchange, key = _unique("direct"), uuid.uuid4().hex
+        queue = self.bound_queue(transport, exchange, key)
+        transport.delete_queue(queue)
+        transport.delete_queue(queue)
+        transport.delete_queue(_unique("never-declared"))
+        assert transport.queue_length(queue) == 0
+        assert transport.send_direct(exchange, key, make_envelope(queue)) is False
+
+    def test_a_deleted_queue_can_be_declared_again(self, transport: Transport) -> None:
+        exchange, key = _unique("direct"), uuid.uuid4().hex
+        queue = self.bound_queue(transport, exchange, key)
+        transport.delete_queue(queue)
+        transport.declare_queue(
+            QueueSpec(
+                name=queue, exchange=exchange, routing_key=key, arguments={"x-expires": 60_000}
+            )
+        )
+        envelope = make_envelope(queue)
+        assert transport.send_direct(exchange, key, envelope)
+        delivery = self.fetch_one(transport, [queue])
+        assert task_id_of(delivery) == task_id_of(envelope)
+        transport.ack([delivery])
+        transport.delete_queue(queue)
+
     # -- broadcast -------------------------------------------------------------------------
 
     def _require_broadcast(self) -> None:

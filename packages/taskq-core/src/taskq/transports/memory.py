@@ -83,8 +83,16 @@ class MemoryTransport:
                     self._broker.requeue(message, now)
 
     def declare_queue(self, spec: QueueSpec) -> None:
-        """Nothing to do: queues appear when used. Any priority is honoured."""
-        check_queue(spec.name)
+        """Queues appear when used; only a binding to a named exchange is recorded. Any
+        priority is honoured; ``x-expires`` is not (the queue lives until deleted)."""
+        name = check_queue(spec.name)
+        if spec.exchange:
+            with self._broker.cond:
+                self._broker.bind(spec.exchange, spec.routing_key, name)
+
+    def delete_queue(self, name: str) -> None:
+        with self._broker.cond:
+            self._broker.delete(check_queue(name))
 
     # -- publishing -----------------------------------------------------------------------------
 
@@ -190,6 +198,18 @@ class MemoryTransport:
     def queue_length(self, queue: str) -> int:
         with self._broker.cond:
             return len(self._broker.waiting(check_queue(queue), time.time()))
+
+    # -- direct exchanges -----------------------------------------------------------------------
+
+    def send_direct(self, exchange: str, routing_key: str, envelope: Envelope) -> bool:
+        check_queue(exchange, "an exchange")
+        payload = envelope.encode()
+        now = time.time()
+        with self._broker.cond:
+            queues = self._broker.bound(exchange, routing_key)
+            for queue in queues:
+                self._broker.put(queue, envelope.priority, payload, now, now)
+        return bool(queues)
 
     # -- fanout ---------------------------------------------------------------------------------
 

@@ -7,6 +7,9 @@ It keeps the SQLite transport's semantics with in-memory structures, per queue:
 - ``held``: messages out with a consumer, by id; scanned for expired deadlines on each fetch
   (a handful per consumer, so the scan is cheap and nothing lingers after an ack).
 
+Direct exchanges are routing tables (exchange → ``(routing key, queue)`` pairs) filled by
+``declare_queue`` and read by ``send_direct``.
+
 A message moves between them; each move bumps its ``version``, and a heap entry whose version
 is not the message's is stale and skipped when popped, so moves never search a heap.
 Brokers are found by name: every ``memory://name`` transport in a process shares one, as
@@ -84,6 +87,8 @@ class MemoryBroker:
         self._queues: dict[str, _Queue] = {}
         self._seq = itertools.count(1)
         self._subscriptions: list[_Subscription] = []
+        #: Direct exchange → the (routing key, queue) pairs bound to it.
+        self._bindings: dict[str, set[tuple[str, str]]] = {}
 
     # -- messages (call with cond held) ---------------------------------------------------------
 
@@ -168,6 +173,35 @@ class MemoryBroker:
             q.ready.clear()
             q.delayed.clear()
         return len(gone)
+
+    def delete(self, queue: str) -> None:
+        """Drop the queue: every message (held ones too: their acks then do nothing) and
+        every binding that routes to it."""
+        q = self._queues.pop(queue, None)
+        if q is not None:
+            messages = [m for _, _, version, m in q.ready if version == m.version]
+            messages.extend(m for _, _, version, m in q.delayed if version == m.version)
+            messages.extend(q.held.values())
+            for message in messages:
+                message.version += 1
+                message.where = _Where.GONE
+                message.in_flight = False
+        for exchange in list(self._bindings):
+            pairs = {pair for pair in self._bindings[exchange] if pair[1] != queue}
+            if pairs:
+                self._bindings[exchange] = pairs
+            else:
+                del self._bindings[exchange]
+
+    # -- direct exchanges (call with cond held) -------------------------------------------------
+
+    def bind(self, exchange: str, routing_key: str, queue: str) -> None:
+        self._bindings.setdefault(exchange, set()).add((routing_key, queue))
+
+    def bound(self, exchange: str, routing_key: str) -> list[str]:
+        """The queues bound to ``exchange`` with exactly ``routing_key``, in name order."""
+        pairs = self._bindings.get(exchange, ())
+        return sorted(queue for key, queue in pairs if key == routing_key)
 
     def _queue(self, name: str) -> _Queue:
         q = self._queues.get(name)

@@ -127,8 +127,26 @@ class SQLiteTransport:
         self._db.close()
 
     def declare_queue(self, spec: QueueSpec) -> None:
-        """Nothing to do: a queue is the rows that name it. Any priority is honoured."""
-        check_queue(spec.name)
+        """A queue is the rows that name it; only a binding to a named exchange is stored.
+
+        Any priority is honoured; ``x-expires`` is not (the queue lives until deleted).
+        """
+        name = check_queue(spec.name)
+        if spec.exchange:
+            with self._db.write() as conn:
+                conn.execute(
+                    "INSERT OR IGNORE INTO taskq_bindings (exchange, routing_key, queue) "
+                    "VALUES (?, ?, ?)",
+                    (spec.exchange, spec.routing_key, name),
+                )
+
+    def delete_queue(self, name: str) -> None:
+        """Drop every row of the queue (held ones too: their acks then do nothing) and its
+        bindings."""
+        queue = check_queue(name)
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM taskq_messages WHERE queue = ?", (queue,))
+            conn.execute("DELETE FROM taskq_bindings WHERE queue = ?", (queue,))
 
     # -- publishing -----------------------------------------------------------------------------
 
@@ -326,6 +344,28 @@ class SQLiteTransport:
                 (check_queue(queue), time.time()),
             )[0][0]
         )
+
+    # -- direct exchanges -----------------------------------------------------------------------
+
+    def send_direct(self, exchange: str, routing_key: str, envelope: Envelope) -> bool:
+        check_queue(exchange, "an exchange")
+        now = time.time()
+        payload = envelope.encode()
+        with self._db.write() as conn:
+            queues = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT queue FROM taskq_bindings WHERE exchange = ? AND routing_key = ? "
+                    "ORDER BY queue",
+                    (exchange, routing_key),
+                )
+            ]
+            conn.executemany(
+                _INSERT, [(queue, envelope.priority, now, now, payload) for queue in queues]
+            )
+        if queues:
+            self._notify()
+        return bool(queues)
 
     # -- fanout ---------------------------------------------------------------------------------
 

@@ -94,6 +94,10 @@ class Schema:
     component: str
     version: int
     statements: tuple[str, ...]
+    #: Tables and indexes added since ``version`` without changing the rows it reads
+    #: (``CREATE ... IF NOT EXISTS``): run whenever a process first opens the file, so a file
+    #: written before they existed gains them instead of being refused.
+    additions: tuple[str, ...] = ()
 
 
 class _Connection(sqlite3.Connection):
@@ -232,6 +236,8 @@ class Database:
                 f"{row[0]}, this taskq reads version {schema.version}; use the taskq that "
                 "wrote it, or another file"
             )
+        for statement in schema.additions:
+            conn.execute(statement)
 
     # -- statements -----------------------------------------------------------------------------
 

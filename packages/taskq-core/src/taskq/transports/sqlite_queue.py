@@ -51,6 +51,16 @@ SCHEMA = Schema(
         )""",
         "CREATE INDEX IF NOT EXISTS taskq_broadcasts_created ON taskq_broadcasts (created_at)",
     ),
+    additions=(
+        # Direct exchanges: which queues a routing key reaches (``send_direct``).
+        """CREATE TABLE IF NOT EXISTS taskq_bindings (
+            exchange TEXT NOT NULL,
+            routing_key TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            PRIMARY KEY (exchange, routing_key, queue)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX IF NOT EXISTS taskq_bindings_queue ON taskq_bindings (queue)",
+    ),
 )
 
 

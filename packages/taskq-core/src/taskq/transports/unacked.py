@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from taskq.contracts import Delivery
@@ -46,4 +46,11 @@ class Unacked(Generic[H]):
         with self._lock:
             taken = list(self._handles)
             self._handles.clear()
+        return taken
+
+    def take_where(self, wanted: Callable[[H], bool]) -> list[H]:
+        """The unsettled handles ``wanted`` selects, forgotten here (a deleted queue's)."""
+        with self._lock:
+            taken = [handle for handle in self._handles if wanted(handle)]
+            self._handles.difference_update(taken)
         return taken
