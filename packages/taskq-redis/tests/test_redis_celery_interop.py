@@ -411,23 +411,11 @@ def test_a_taskq_revoke_reaches_the_celery_worker(interop: Interop, unique_name:
     assert interop.redis.hgetall(unique_name) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="taskq's worker broadcasts its reply on Redis pub/sub (/0.reply.celery.pidbox); "
-    "Celery's client waits on the list of its reply queue (<oid>.reply.celery.pidbox, bound "
-    "in _kombu.binding.reply.celery.pidbox), so it never sees the reply",
-)
 def test_celery_ping_reaches_the_taskq_worker(interop: Interop) -> None:
     node = interop.taskq_worker.node
     assert interop.celery.control.ping(destination=[node], timeout=1) == [{node: {"ok": "pong"}}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Celery's worker replies to the direct exchange reply.celery.pidbox, which kombu "
-    "delivers to the queues bound to the client's oid; taskq's client binds no queue and "
-    "listens on pub/sub",
-)
 def test_taskq_ping_reaches_the_celery_worker(interop: Interop) -> None:
     node = interop.celery_worker.node
     assert interop.taskq.control.ping(destination=[node], timeout=1) == [{node: {"ok": "pong"}}]

@@ -1,27 +1,47 @@
 """Remote control of workers: revoke, ping, and other broadcast commands.
 
-Requests and replies use Celery's pidbox layout (reference §1.9): a request is broadcast on
-the ``<control_exchange>.pidbox`` fanout exchange with body ``{"method", "arguments",
-"destination", "pattern", "matcher", "ticket", "reply_to"}``; each worker that handles it
-broadcasts ``{<nodename>: <reply>}`` on ``reply.<control_exchange>.pidbox`` with the request's
-``ticket`` in its headers. :func:`request_envelope` and :func:`reply_envelope` are shared with the
-worker, which answers.
+Requests and replies use Celery's pidbox layout (reference §1.9), so a Celery client controls
+taskq workers and taskq's client controls Celery workers:
+
+- a request is broadcast on the ``<control_exchange>.pidbox`` fanout exchange with body
+  ``{"method", "arguments", "destination", "pattern", "matcher", "ticket", "reply_to"}``;
+- a client that wants replies first declares its reply queue ``<oid>.reply.<control_exchange>
+  .pidbox``, bound to the direct exchange ``reply.<control_exchange>.pidbox`` with its id
+  (``oid``) as routing key, and puts ``{"exchange", "routing_key": oid}`` in ``reply_to``;
+- each worker that handles it sends ``{<nodename>: <reply>}`` with the request's ``ticket`` in
+  its headers through that exchange (:meth:`Transport.send_direct`), so it lands in the queue.
+
+:func:`request_envelope` and :func:`reply_envelope` are shared with the worker, which answers.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from taskq_protocol import Envelope, jsoncodec
+from taskq.contracts import QueueSpec, Transport
+from taskq_protocol import Envelope, ProtocolError, jsoncodec
 
 if TYPE_CHECKING:
     from taskq.app import TaskQ
 
-__all__ = ["Control", "request_envelope", "reply_envelope", "pidbox_exchange", "reply_exchange"]
+__all__ = [
+    "Control",
+    "request_envelope",
+    "reply_envelope",
+    "pidbox_exchange",
+    "reply_exchange",
+    "reply_queue",
+    "REPLY_QUEUE_EXPIRES",
+]
+
+#: Seconds an unused reply queue outlives its client where the broker honours ``x-expires``
+#: (Celery's ``control_queue_expires``); the client deletes it itself when it is done.
+REPLY_QUEUE_EXPIRES = 10.0
+#: Replies read per fetch while collecting.
+_REPLY_BATCH = 100
 
 
 def pidbox_exchange(control_exchange: str) -> str:
@@ -30,6 +50,19 @@ def pidbox_exchange(control_exchange: str) -> str:
 
 def reply_exchange(control_exchange: str) -> str:
     return f"reply.{control_exchange}.pidbox"
+
+
+def reply_queue(control_exchange: str, oid: str) -> QueueSpec:
+    """The queue a client with id ``oid`` reads replies from, as kombu's
+    ``Mailbox.get_reply_queue`` declares it (bound to the reply exchange by ``oid``)."""
+    exchange = reply_exchange(control_exchange)
+    return QueueSpec(
+        name=f"{oid}.{exchange}",
+        exchange=exchange,
+        exchange_type="direct",
+        routing_key=oid,
+        arguments={"x-expires": int(REPLY_QUEUE_EXPIRES * 1000)},
+    )
 
 
 def request_envelope(
@@ -58,12 +91,19 @@ def request_envelope(
     )
 
 
-def reply_envelope(nodename: str, ticket: str, reply: Any) -> Envelope:
+def reply_envelope(
+    nodename: str, ticket: str, reply: Any, *, exchange: str = "", routing_key: str = ""
+) -> Envelope:
+    """A reply as kombu's ``Mailbox._publish_reply`` sends it: transient, ``ticket`` and
+    ``clock`` headers (Celery's collector keeps only replies carrying its ticket)."""
     return Envelope.create(
         jsoncodec.dumps({nodename: reply}),
         content_type="application/json",
         content_encoding="utf-8",
         headers={"ticket": ticket, "clock": 0},
+        properties={"delivery_mode": 1},
+        exchange=exchange,
+        routing_key=routing_key,
     )
 
 
@@ -87,23 +127,25 @@ class Control:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Send ``command`` to the workers; with ``reply``, collect ``{node: reply}`` answers
-        for ``timeout`` seconds (or until ``limit`` arrived)."""
+        for ``timeout`` seconds (or until ``limit`` arrived).
+
+        Replies come through a reply queue declared for this call and deleted after it, as
+        kombu's client does on every virtual transport: a reply that arrives late then finds
+        no queue and is dropped instead of piling up. Declaring it before the request goes
+        out is what makes a fast worker's reply wait for us.
+        """
         transport = self.app.transport
         ticket = str(uuid.uuid4())
-        replies: list[dict[str, Any]] = []
-        arrived = threading.Condition()
-
-        def on_reply(envelope: Envelope) -> None:
-            if envelope.headers.get("ticket") != ticket:
-                return
-            body = jsoncodec.loads(envelope.body)
-            if isinstance(body, dict):
-                with arrived:
-                    replies.append(body)  # pyright: ignore[reportUnknownArgumentType]
-                    arrived.notify_all()
-
-        reply_ex = reply_exchange(self.app.conf.control_exchange)
-        unsubscribe = transport.subscribe(reply_ex, on_reply) if reply else None
+        if not reply:
+            transport.broadcast(
+                self.exchange,
+                request_envelope(
+                    command, arguments or {}, ticket=ticket, reply_to=None, destination=destination
+                ),
+            )
+            return []
+        spec = reply_queue(self.app.conf.control_exchange, self.app.thread_oid)
+        transport.declare_queue(spec)
         try:
             transport.broadcast(
                 self.exchange,
@@ -112,25 +154,13 @@ class Control:
                     arguments or {},
                     ticket=ticket,
                     destination=destination,
-                    reply_to={"exchange": reply_ex, "routing_key": self.app.thread_oid}
-                    if reply
-                    else None,
-                    expires=time.time() + timeout if reply else 0.0,
+                    reply_to={"exchange": spec.exchange, "routing_key": spec.routing_key},
+                    expires=time.time() + timeout,
                 ),
             )
-            if unsubscribe is None:
-                return []
-            deadline = time.monotonic() + timeout
-            with arrived:
-                while limit is None or len(replies) < limit:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    arrived.wait(remaining)
-                return list(replies)
+            return _collect(transport, spec.name, ticket, timeout, limit)
         finally:
-            if unsubscribe is not None:
-                unsubscribe()
+            transport.delete_queue(spec.name)
 
     def revoke(
         self,
@@ -173,3 +203,38 @@ class Control:
         """Delete every waiting message of the app's queues; returns how many."""
         transport = self.app.transport
         return sum(transport.purge(spec.name) for spec in self.app.router.queues())
+
+
+def _collect(
+    transport: Transport, queue: str, ticket: str, timeout: float, limit: int | None
+) -> list[dict[str, Any]]:
+    """Read ``queue`` for ``timeout`` seconds (or until ``limit`` replies came): the bodies of
+    the replies carrying ``ticket``, in arrival order. Everything read is acked; replies to an
+    earlier call of the same client, which no one waits for any more, are dropped."""
+    replies: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while limit is None or len(replies) < limit:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        deliveries = transport.fetch([queue], _REPLY_BATCH, remaining)
+        if deliveries:
+            transport.ack(deliveries)
+        for delivery in deliveries:
+            body = _reply_body(delivery.envelope, ticket)
+            if body is not None:
+                replies.append(body)
+    return replies if limit is None else replies[:limit]
+
+
+def _reply_body(envelope: Envelope, ticket: str) -> dict[str, Any] | None:
+    if envelope.headers.get("ticket") != ticket:
+        return None
+    expires = envelope.headers.get("expires")
+    if isinstance(expires, (int, float)) and 0 < expires < time.time():
+        return None  # kombu's collector drops a reply past its own expiry too
+    try:
+        body = jsoncodec.loads(envelope.body)
+    except ProtocolError:  # a reply we cannot read is no answer
+        return None
+    return body if isinstance(body, dict) else None  # pyright: ignore[reportUnknownVariableType]

@@ -5,8 +5,11 @@ read-only inspections (``stats``, ``active``, ``reserved``, ``registered``, ``re
 Requests arrive in Celery's pidbox layout (:mod:`taskq.control`) on the transport's thread
 and are handled on the consumer thread, which owns the state they read and change. A request
 for other nodes (``destination``) or one whose sender stopped waiting (``expires``) is
-ignored; a reply is broadcast only when the request asks for one (``reply_to``), as
-``{nodename: reply}``, with ``{"error": ...}`` for a bad request instead of silence.
+ignored. A reply is sent only when the request asks for one (``reply_to``), as Celery's worker
+sends it (kombu's ``Mailbox._publish_reply``): ``{nodename: reply}`` with the request's
+``ticket`` in its headers, through the direct exchange ``reply_to["exchange"]`` with routing key
+``reply_to["routing_key"]`` (the client's id), which reaches the reply queue the client bound
+to it, Celery's or taskq's alike. A bad request gets ``{"error": ...}`` instead of silence.
 """
 
 from __future__ import annotations
@@ -45,6 +48,17 @@ def parse_signal(value: object) -> int:
         raise ValueError(f"unknown signal {value!r}") from None
 
 
+def _reply_target(reply_to: object) -> tuple[str, str] | None:
+    """``(exchange, routing_key)`` from a request's ``reply_to``; None when it names neither."""
+    if not isinstance(reply_to, dict):
+        return None
+    fields: dict[str, Any] = reply_to  # pyright: ignore[reportUnknownVariableType]
+    exchange, routing_key = fields.get("exchange") or "", fields.get("routing_key") or ""
+    if not isinstance(exchange, str) or not isinstance(routing_key, str) or not routing_key:
+        return None
+    return exchange, routing_key
+
+
 class RemoteControl:
     """The commands one worker answers; called as ``control(consumer, envelope)``."""
 
@@ -59,6 +73,8 @@ class RemoteControl:
     ) -> None:
         self.transport = transport
         self.hostname = hostname
+        #: Where this node's clients expect replies; each request's ``reply_to`` names the
+        #: exchange actually used (Celery's client may run another control_exchange).
         self.reply_exchange = reply_exchange
         self.queues = list(queues)
         self.shutdown = shutdown
@@ -94,15 +110,37 @@ class RemoteControl:
         method: object = request.get("method")
         arguments: object = request.get("arguments") or {}
         reply = self._run(consumer, method, arguments)
-        reply_to = request.get("reply_to")
+        reply_to: object = request.get("reply_to")
         if reply_to:
-            ticket = str(request.get("ticket") or "")
-            try:
-                self.transport.broadcast(
-                    self.reply_exchange, reply_envelope(self.hostname, ticket, reply)
-                )
-            except TransportError as exc:
-                logger.error("Could not reply to control command %r: %s", method, exc)
+            self._reply(reply_to, str(request.get("ticket") or ""), method, reply)
+
+    def _reply(self, reply_to: object, ticket: str, method: object, reply: Reply) -> None:
+        """Send ``reply`` where the request said; a reply nobody waits for any more (its
+        queue expired or was deleted) is dropped, as kombu drops it."""
+        target = _reply_target(reply_to)
+        if target is None:
+            logger.warning("Not replying to %r: unusable reply_to %r", method, reply_to)
+            return
+        exchange, routing_key = target
+        envelope = reply_envelope(
+            self.hostname, ticket, reply, exchange=exchange, routing_key=routing_key
+        )
+        try:
+            if exchange:
+                delivered = self.transport.send_direct(exchange, routing_key, envelope)
+            else:  # the anonymous exchange routes to the queue the key names
+                self.transport.publish(routing_key, envelope)
+                delivered = True
+        except TransportError as exc:
+            logger.error("Could not reply to control command %r: %s", method, exc)
+            return
+        if not delivered:
+            logger.debug(
+                "Reply to %r dropped: no queue bound to %s/%s any more",
+                method,
+                exchange,
+                routing_key,
+            )
 
     def _run(self, consumer: Consumer, method: object, arguments: object) -> Reply:
         command = self._commands.get(method) if isinstance(method, str) else None
