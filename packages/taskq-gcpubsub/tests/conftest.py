@@ -60,3 +60,11 @@ def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def pubsub_url(pubsub_emulator: str) -> str:
     """A fresh project per test: nothing one test creates is seen by another."""
     return f"gcpubsub://projects/taskq-test-{uuid.uuid4().hex[:12]}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # taskq pulls with return_immediately on purpose (see taskq_gcpubsub.acking); pytest
+    # resets warning filters per test, so the library's own filter does not reach here.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:The return_immediately flag is deprecated:DeprecationWarning"
+    )
