@@ -16,6 +16,8 @@ from that queue (see ``test_a_default_delayed_countdown_reaches_the_shared_queue
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 import time
 import uuid
@@ -419,3 +421,81 @@ def test_celery_ping_reaches_the_taskq_worker(interop: Interop) -> None:
 def test_taskq_ping_reaches_the_celery_worker(interop: Interop) -> None:
     node = interop.celery_worker.node
     assert interop.taskq.control.ping(destination=[node], timeout=1) == [{node: {"ok": "pong"}}]
+
+
+def test_celery_inspect_cli_pings_the_taskq_worker(interop: Interop, redis_url: str) -> None:
+    """``celery inspect ping`` from the command line, as an operator runs it."""
+    node = interop.taskq_worker.node
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "--broker",
+            redis_url,
+            "inspect",
+            "ping",
+            "--destination",
+            node,
+            "--timeout",
+            "5",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout) == {node: {"ok": "pong"}}
+
+
+def test_celery_inspect_reads_the_taskq_worker(interop: Interop) -> None:
+    node = interop.taskq_worker.node
+    inspect = interop.celery.control.inspect(destination=[node], timeout=2)
+    queues = inspect.active_queues()
+    assert queues is not None
+    assert {q["name"] for q in queues[node]} >= {interop.taskq_queue, interop.shared_queue}
+    registered = inspect.registered()
+    assert registered is not None
+    assert "interop.add" in registered[node]
+    assert inspect.active() == {node: []}
+
+
+def test_celery_sets_a_rate_limit_on_the_taskq_worker(interop: Interop) -> None:
+    node = interop.taskq_worker.node
+    replies = interop.celery.control.rate_limit(
+        "interop.no-such-task", "10/m", destination=[node], reply=True, timeout=2
+    )
+    assert len(replies) == 1
+    assert "error" in replies[0][node]
+
+
+def test_one_request_collects_both_workers(interop: Interop) -> None:
+    nodes = [interop.taskq_worker.node, interop.celery_worker.node]
+    expected = sorted(nodes)
+    from_celery = interop.celery.control.ping(destination=nodes, timeout=2)
+    assert sorted(next(iter(r)) for r in from_celery) == expected
+    from_taskq = interop.taskq.control.broadcast(
+        "ping", destination=nodes, reply=True, timeout=5, limit=2
+    )
+    assert sorted(next(iter(r)) for r in from_taskq) == expected
+
+
+def test_taskq_client_leaves_no_reply_queue_behind(interop: Interop) -> None:
+    node = interop.taskq_worker.node
+    assert interop.taskq.control.ping(destination=[node], timeout=1)
+    oid = interop.taskq.thread_oid
+    queue = f"{oid}.reply.celery.pidbox"
+    assert interop.redis.exists(queue) == 0
+    members = interop.redis.smembers("_kombu.binding.reply.celery.pidbox")
+    assert not [m for m in map(str, members) if m.endswith(queue)]
+
+
+def test_taskq_inspects_the_celery_worker(interop: Interop) -> None:
+    node = interop.celery_worker.node
+    [reply] = interop.taskq.control.broadcast(
+        "active_queues", destination=[node], reply=True, timeout=5, limit=1
+    )
+    names = {queue["name"] for queue in reply[node]}
+    assert names >= {interop.celery_queue, interop.shared_queue}
