@@ -8,13 +8,17 @@ sleeps until an event comes or a timer (a rate-limited task's token, the shutdow
 is due.
 
 A delivery is checked on receipt, cheapest check first: delivered too often, undecodable or
-unknown (dead letters, with the reason); revoked or expired (REVOKED, acked); an ETA still in
-the future (back to the broker, which holds delayed messages); then it waits for its rate
-limit and a free pool slot. Acknowledgements are collected and sent in one call per round.
+unknown (dead letters, with the reason); revoked or expired (REVOKED, acked); an ETA more than
+``ETA_HOLD`` ahead (back to the broker, which holds delayed messages); a nearer ETA waits here,
+on a timer, since the message is in hand already (a task never starts before its ETA, as in
+Celery); then it waits for its rate limit and a free pool slot. Acknowledgements are collected
+and sent in one call per round.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import os
 import queue
@@ -52,12 +56,13 @@ if TYPE_CHECKING:
     from taskq.app import TaskQ
     from taskq.task import Task
 
-__all__ = ["Consumer", "ETA_TOLERANCE", "SLOT_POLL"]
+__all__ = ["Consumer", "ETA_HOLD", "SLOT_POLL"]
 
 logger = logging.getLogger(__name__)
 
-#: An ETA less than this far ahead runs now: a clock difference between machines, not a delay.
-ETA_TOLERANCE = 1.0
+#: An ETA at most this far ahead waits in the worker, which holds the message already; a later
+#: one goes back to the broker, so the worker holds no more than the transport hands out.
+ETA_HOLD = 1.0
 #: How often to look for a free pool slot while jobs wait and the pool is short of processes.
 SLOT_POLL = 0.05
 
@@ -107,6 +112,9 @@ class Consumer:
         self.running: dict[str, Job] = {}
         #: Jobs whose task id is running already, started when that run ends.
         self._parked: dict[str, list[Job]] = {}
+        #: Jobs whose ETA is near but not yet here: a heap of (eta, arrival, job).
+        self._scheduled: list[tuple[float, int, Job]] = []
+        self._arrivals = itertools.count()
         self.totals: dict[str, int] = {}
         self._policies: dict[str, Policy] = {}
         self._acks: list[Delivery] = []
@@ -184,6 +192,8 @@ class Consumer:
                 break
             if self.stopping:
                 self._recall()
+            if self._scheduled and not self.stopping:
+                self._release_scheduled()
             limits = self.limits
             if limits and not self.stopping:
                 self.ready.extend(limits.release(time.monotonic()))
@@ -213,6 +223,8 @@ class Consumer:
             due = self._deadline
             return None if due is None else max(due - time.monotonic(), 0.0)
         waits: list[float] = []
+        if self._scheduled:
+            waits.append(max(self._scheduled[0][0] - time.time(), 0.0))
         if self.limits:
             due = self.limits.next_due()
             if due is not None:
@@ -304,9 +316,14 @@ class Consumer:
         if received.expires is not None and received.expires <= time.time():
             self._drop_revoked(delivery, received, "expired")
             return
-        if received.eta is not None and received.eta > time.time() + ETA_TOLERANCE:
-            self._postpone(delivery, received, received.eta)
-            return
+        eta = received.eta
+        if eta is not None:
+            now = time.time()
+            if eta > now + ETA_HOLD:
+                self._postpone(delivery, received, eta)
+                return
+            if eta <= now:
+                eta = None
         policy = self._policy(task)
         if not policy.acks_late and self._whole(delivery, received) is None:
             return  # acknowledged before it runs: nothing could dead-letter it afterwards
@@ -333,9 +350,22 @@ class Consumer:
             )
             signals.task_received.send(sender=self, request=request)
         logger.info("Task %s[%s] received", received.name, received.id)
+        if eta is not None:
+            heapq.heappush(self._scheduled, (eta, next(self._arrivals), job))
+            return
+        self._admit(job)
+
+    def _admit(self, job: Job) -> None:
+        """To the rate limit's queue, or ready to run."""
         limits = self.limits
         if limits is None or limits.admit(job, time.monotonic()):
             self.ready.append(job)
+
+    def _release_scheduled(self) -> None:
+        """Admit the jobs whose ETA has come."""
+        scheduled, now = self._scheduled, time.time()
+        while scheduled and scheduled[0][0] <= now:
+            self._admit(heapq.heappop(scheduled)[2])
 
     def _whole(self, delivery: Delivery, received: Received) -> TaskMessage | None:
         """The whole message, or None once a message that cannot be one was dead-lettered."""
@@ -595,6 +625,10 @@ class Consumer:
             dropped += self.limits.remove(lambda job: job.id not in wanted)
         for task_id in wanted & set(self._parked):
             dropped += self._parked.pop(task_id)
+        if any(job.id in wanted for _, _, job in self._scheduled):
+            dropped += [job for _, _, job in self._scheduled if job.id in wanted]
+            self._scheduled = [item for item in self._scheduled if item[2].id not in wanted]
+            heapq.heapify(self._scheduled)
         for job in dropped:
             self._drop_revoked(job.delivery, job.received, "revoked")
         if not terminate:
@@ -620,8 +654,9 @@ class Consumer:
         return True
 
     def waiting(self) -> list[Job]:
-        """Jobs received and not started: ready, rate-limited and parked ones."""
+        """Jobs received and not started: ready, rate-limited, parked and scheduled ones."""
         jobs = list(self.ready)
+        jobs += [job for _, _, job in sorted(self._scheduled)]
         if self.limits:
             jobs += list(self.limits)
         for parked in self._parked.values():
