@@ -9,7 +9,8 @@ order; delays, visibility timeout, requeue in place, counting waiting messages o
 tested here behaves the same on the default broker. Messages are stored as their JSON
 encoding, like SQLite stores them: a delivery is a fresh copy, and an envelope that cannot be
 encoded fails at publish, not in the worker. ``visibility_timeout`` (3600 s) is the only option.
-Broadcast callbacks run at once, in the broadcasting thread.
+Broadcast callbacks run at once, in the broadcasting thread. Direct-exchange bindings
+(``declare_queue`` with an exchange, read by ``send_direct``) live in the broker too.
 """
 
 from __future__ import annotations

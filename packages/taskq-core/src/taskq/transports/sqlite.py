@@ -23,6 +23,10 @@ Semantics, the same as ``memory://``:
 - **Counting.** :meth:`~SQLiteTransport.queue_length` and :meth:`~SQLiteTransport.purge` cover
   *waiting* messages: ready, delayed, and deliveries whose timeout passed; not deliveries a
   consumer still holds, so purging never pulls a message from under a running task.
+- **Direct exchanges.** ``declare_queue`` with an exchange stores the binding in
+  ``taskq_bindings``; ``send_direct`` inserts one row per queue bound with the routing key, in
+  the same transaction that reads the bindings; ``delete_queue`` drops the queue's rows and
+  bindings. ``x-expires`` is not honoured: the client deletes its reply queue itself.
 - **Stale deliveries.** Acking, rejecting, extending or dead-lettering a delivery that has
   since been handed to another consumer (its timeout passed) does nothing: that consumer owns
   the message now.
