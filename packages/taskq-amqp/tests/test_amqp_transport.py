@@ -131,7 +131,7 @@ def test_urls(url: str, host: str, port: int, vhost: str, tls: bool) -> None:
 
 
 def test_bad_fetch_arguments_raise(transport: AmqpTransport) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="non-empty sequence"):
         transport.fetch([], 1, 0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="positive integer"):
         transport.fetch(["q"], 0, 0)
