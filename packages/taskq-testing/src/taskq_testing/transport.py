@@ -646,13 +646,24 @@ class TransportConformance:
         exchange, key = _unique("direct"), uuid.uuid4().hex
         queue = self.bound_queue(client, exchange, key)
         assert worker.send_direct(exchange, key, make_envelope(queue))
-        delivery = self.fetch_one(client, [queue])
+        self.fetch_one(client, [queue])
         client.delete_queue(queue)
-        client.ack([delivery])  # settling a delivery of a deleted queue is harmless
-        broker.close(client)  # and closing does not bring it back
+        broker.close(client)  # closing gives back what it holds: not a deleted queue's
         other = broker.open()
         assert other.queue_length(queue) == 0
         self.assert_nothing(other, [queue])
+
+    def test_settling_a_deleted_queues_delivery_is_harmless(self, transport: Transport) -> None:
+        exchange, key = _unique("direct"), uuid.uuid4().hex
+        queue = self.bound_queue(transport, exchange, key)
+        for _ in range(2):
+            assert transport.send_direct(exchange, key, make_envelope(queue))
+        first, second = self.fetch_n(transport, [queue], 2)
+        transport.delete_queue(queue)
+        transport.ack([first])
+        transport.reject(second, requeue=True)
+        assert transport.queue_length(queue) == 0
+        self.assert_nothing(transport, [queue])
 
     def test_delete_queue_is_idempotent(self, transport: Transport) -> None:
         exchange, key = _unique("direct"), uuid.uuid4().hex
