@@ -90,6 +90,13 @@ class AmqpTransport:
         def declare() -> None:
             topology.declare_queue_spec(publisher.control, spec)
             publisher.known_queues.add(spec.name)
+            if "x-expires" not in spec.arguments and spec.name not in publisher.delay_bound:
+                # Delayed messages reach it whoever sent them: a Celery client routes them
+                # by the queue's routing key, a taskq client by the queue's name.
+                self._prepare_delays(publisher)
+                keys = dict.fromkeys([spec.routing_key or spec.name, spec.name])
+                topology.bind_delayed_destination(publisher.control, spec.name, keys)
+                publisher.delay_bound.add(spec.name)
 
         publisher.run("declare_queue", declare)
 
@@ -141,15 +148,19 @@ class AmqpTransport:
                 if queue not in publisher.known_queues:
                     topology.ensure_queue(publisher.control, queue)
                     publisher.known_queues.add(queue)
-            if delayed_queues and not publisher.delay_levels_ready:
-                topology.declare_delayed_levels(publisher.control, self.settings.delayed_queue_type)
-                publisher.delay_levels_ready = True
+            if delayed_queues:
+                self._prepare_delays(publisher)
             for queue in delayed_queues - publisher.delay_bound:
                 topology.bind_delayed_destination(publisher.control, queue, [queue])
                 publisher.delay_bound.add(queue)
 
         publisher.run("declare", prepare)
         publisher.publish(batch)
+
+    def _prepare_delays(self, publisher: Publisher) -> None:
+        if not publisher.delay_levels_ready:
+            topology.declare_delayed_levels(publisher.control, self.settings.delayed_queue_type)
+            publisher.delay_levels_ready = True
 
     def _route(self, queue: str, envelope: Envelope) -> tuple[str, str]:
         """Through the exchange the message names (Celery's routing), else straight to the
