@@ -76,6 +76,8 @@ class PyroTransport:
         #: Who holds deliveries, so ``close`` gives back this instance's and no one else's.
         self.consumer = uuid.uuid4().hex
         self._proxies: Proxies | None = None
+        #: Set by close: a fetch still running in another thread must not reconnect.
+        self._closed = False
         self._subscriptions: list[Subscription] = []
 
     # -- connection ------------------------------------------------------------------------
@@ -83,6 +85,7 @@ class PyroTransport:
     def connect(self) -> None:
         if self._proxies is not None:
             return
+        self._closed = False
         # Blocking calls wait up to _FETCH_SLICE on the broker: allow that plus the network.
         proxies = Proxies(self.address.pyroname, timeout=self.options.call_timeout + _FETCH_SLICE)
         try:
@@ -103,6 +106,7 @@ class PyroTransport:
         self._proxies = proxies
 
     def close(self) -> None:
+        self._closed = True
         proxies, self._proxies = self._proxies, None
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
@@ -118,7 +122,7 @@ class PyroTransport:
             proxies.close()
 
     def _broker(self) -> Any:
-        if self._proxies is None:
+        if self._proxies is None and not self._closed:
             self.connect()
         proxies = self._proxies
         if proxies is None:

@@ -85,6 +85,8 @@ class ZookeeperTransport:
         self.layout = Layout(parsed.root)
         self._hosts = parsed.hosts
         self._znodes: Znodes | None = None
+        #: Set by close: a fetch still waiting in another thread must not reconnect.
+        self._closed = False
         self._connect_lock = threading.Lock()
         #: Bumped by every watch that fires; a waiting fetch wakes when it changes.
         self._changes = threading.Condition()
@@ -103,6 +105,7 @@ class ZookeeperTransport:
         with self._connect_lock:
             if self._znodes is not None:
                 return
+            self._closed = False
             znodes = Znodes(self._hosts, session_timeout=self.options.session_timeout)
             try:
                 znodes.start(self.options.connect_timeout)
@@ -114,6 +117,7 @@ class ZookeeperTransport:
     def close(self) -> None:
         """End the session: ZooKeeper deletes its claims, so held messages are free again."""
         with self._connect_lock:
+            self._closed = True
             znodes, self._znodes = self._znodes, None
             subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
@@ -126,7 +130,7 @@ class ZookeeperTransport:
 
     @property
     def _z(self) -> Znodes:
-        if self._znodes is None:
+        if self._znodes is None and not self._closed:
             self.connect()
         znodes = self._znodes
         if znodes is None:
