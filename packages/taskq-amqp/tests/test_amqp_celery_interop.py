@@ -1,0 +1,218 @@
+"""taskq and Celery 5.7 on one RabbitMQ, as real processes: each side's client drives the
+other side's worker, countdowns cross through Celery's native delayed delivery, and chains
+cross between the workers.
+
+One ``celery worker`` (solo pool) and one ``taskq worker`` (threads) run for the module,
+started from ``interop_apps/``. The queues are quorum queues on a topic exchange, declared
+alike by both apps (``task_queues``): that is what makes a Celery 5.5+ client send a
+countdown through ``celery_delayed_27`` instead of holding it in the worker. Results go to
+Redis (both sides' Redis result backend).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from celery import Celery
+from celery import chain as celery_chain
+from kombu.entity import Exchange, Queue
+
+from taskq import TaskQ
+from taskq import chain as taskq_chain
+from taskq import signature as taskq_signature
+from taskq_amqp.transport import AmqpTransport
+
+pytestmark = pytest.mark.interop
+
+APPS = Path(__file__).resolve().parent / "interop_apps"
+TIMEOUT = 30.0
+
+
+def _load(name: str) -> ModuleType:
+    """A helper module from interop_apps/ (importlib mode cannot import siblings)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, APPS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+workers = _load("amqp_worker_processes")
+
+
+@dataclass
+class Interop:
+    taskq: TaskQ
+    celery: Celery
+    taskq_queue: str
+    celery_queue: str
+    taskq_worker: Any
+    celery_worker: Any
+
+    def logs(self) -> str:
+        return (
+            f"--- taskq worker\n{self.taskq_worker.tail()}\n"
+            f"--- celery worker\n{self.celery_worker.tail()}"
+        )
+
+
+def _queues(exchange: str, names: list[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "exchange": exchange,
+            "exchange_type": "topic",
+            "routing_key": name,
+            "queue_arguments": {"x-queue-type": "quorum"},
+        }
+        for name in names
+    ]
+
+
+@pytest.fixture(scope="module")
+def interop(
+    amqp_url: str, results_redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Interop]:
+    prefix = f"taskq-test-{uuid.uuid4().hex[:12]}"
+    taskq_queue, celery_queue = f"{prefix}-tq", f"{prefix}-cq"
+    exchange = f"{prefix}-x"
+    names = [taskq_queue, celery_queue]
+    logs = tmp_path_factory.mktemp("amqp-interop")
+    env = workers.environment(amqp_url, results_redis_url, exchange, names)
+    celery_client = Celery(
+        "interop-client", broker=amqp_url, backend=results_redis_url, set_as_current=False
+    )
+    celery_client.conf.task_queues = [
+        Queue(q["name"], Exchange(exchange, type="topic"), routing_key=q["routing_key"],
+              queue_arguments=q["queue_arguments"])
+        for q in _queues(exchange, names)
+    ]  # fmt: skip
+    taskq_client = TaskQ(
+        "interop-client", broker=amqp_url, backend=results_redis_url, set_as_current=False
+    )
+    taskq_client.conf.task_queues = _queues(exchange, names)
+    celery_worker = workers.start_celery_worker(env, logs / "celery.log", [celery_queue])
+    taskq_worker = workers.start_taskq_worker(env, logs / "taskq.log", [taskq_queue])
+    try:
+        celery_worker.wait_ready(
+            lambda node: bool(celery_client.control.ping(destination=[node], timeout=0.5))
+        )
+        taskq_worker.wait_ready(
+            lambda node: bool(taskq_client.control.ping(destination=[node], timeout=0.5))
+        )
+        yield Interop(
+            taskq_client, celery_client, taskq_queue, celery_queue, taskq_worker, celery_worker
+        )
+    finally:
+        taskq_worker.stop()
+        celery_worker.stop()
+        taskq_client.close()
+        celery_client.close()
+        cleanup = AmqpTransport(amqp_url, {})
+        cleanup.connect()
+        for name in names:
+            cleanup.delete_queue(name)
+        cleanup.close()
+
+
+@pytest.fixture(autouse=True)
+def _workers_alive(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "interop" in request.fixturenames:
+        setup: Interop = request.getfixturevalue("interop")
+        assert setup.taskq_worker.alive(), setup.logs()
+        assert setup.celery_worker.alive(), setup.logs()
+
+
+def _parse_eta(value: Any) -> datetime:
+    eta = datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(eta, datetime), value
+    return eta
+
+
+def test_celery_worker_runs_what_taskq_sends(interop: Interop) -> None:
+    result = interop.taskq.send_task("interop.add", (2, 3), queue=interop.celery_queue)
+    assert result.get(timeout=TIMEOUT) == 5, interop.logs()
+
+
+def test_taskq_worker_runs_what_celery_sends(interop: Interop) -> None:
+    add = interop.celery.signature("interop.add").set(queue=interop.taskq_queue)
+    result = add.delay(20, 22)
+    assert result.get(timeout=TIMEOUT) == 42, interop.logs()
+    assert interop.taskq.AsyncResult(result.id).get(timeout=TIMEOUT) == 42
+
+
+def test_celery_worker_runs_a_taskq_countdown_after_it(interop: Interop) -> None:
+    sent_at = datetime.now(timezone.utc)
+    result = interop.taskq.send_task(
+        "interop.request_info",
+        queue=interop.celery_queue,
+        countdown=2,
+        priority=5,
+        headers={"x-interop": "from-taskq"},
+    )
+    info = result.get(timeout=TIMEOUT)
+    assert info["side"] == "celery"
+    assert info["headers"].get("x-interop") == "from-taskq"
+    eta = _parse_eta(info["eta"])
+    assert sent_at + timedelta(seconds=2) <= eta <= sent_at + timedelta(seconds=3)
+    meta = interop.taskq.backend.get(result.id)
+    assert meta is not None
+    assert meta.date_done is not None
+    assert meta.date_done >= eta, "ran before its countdown"
+
+
+def test_taskq_worker_runs_a_celery_countdown_after_it(interop: Interop) -> None:
+    """Celery 5.5+ sends it through celery_delayed_27 (quorum queue, topic exchange)."""
+    sent_at = datetime.now(timezone.utc)
+    result = interop.celery.send_task(
+        "interop.request_info",
+        queue=interop.taskq_queue,
+        countdown=3,
+        headers={"x-interop": "from-celery"},
+    )
+    info = result.get(timeout=TIMEOUT)
+    assert info["side"] == "taskq"
+    assert info["headers"].get("x-interop") == "from-celery"
+    eta = _parse_eta(info["eta"])
+    assert sent_at + timedelta(seconds=3) <= eta <= sent_at + timedelta(seconds=4)
+    assert result.date_done is not None
+    assert result.date_done >= eta, "ran before its countdown"
+
+
+def test_a_chain_from_celery_crosses_both_workers(interop: Interop) -> None:
+    app = interop.celery
+    steps = celery_chain(
+        app.signature("interop.tag", ([], "one"), queue=interop.taskq_queue),
+        app.signature("interop.tag", ("two",), queue=interop.celery_queue),
+        app.signature("interop.tag", ("three",), queue=interop.taskq_queue),
+    )
+    result: Any = steps.apply_async()
+    expected = ["one@taskq", "two@celery", "three@taskq"]
+    assert result.get(timeout=TIMEOUT) == expected, interop.logs()
+    assert interop.taskq.AsyncResult(result.id).get(timeout=TIMEOUT) == expected
+
+
+def test_a_chain_from_taskq_crosses_both_workers(interop: Interop) -> None:
+    app = interop.taskq
+    steps = taskq_chain(
+        taskq_signature("interop.tag", ([], "one"), options={"queue": interop.celery_queue}, app=app),
+        taskq_signature("interop.tag", ("two",), options={"queue": interop.taskq_queue}, app=app),
+        taskq_signature("interop.tag", ("three",), options={"queue": interop.celery_queue}, app=app),
+    )  # fmt: skip
+    result = steps.apply_async()
+    expected = ["one@celery", "two@taskq", "three@celery"]
+    assert result.get(timeout=TIMEOUT) == expected, interop.logs()
