@@ -380,12 +380,16 @@ class TaskQ:
 
     @property
     def thread_oid(self) -> str:
-        """A per-app, per-thread id: Celery's ``reply_to`` on every task message."""
-        oid: str | None = getattr(self._thread_oids, "oid", None)
-        if oid is None:
-            oid = str(uuid.uuid5(uuid.UUID(self._oid), f"{os.getpid()}-{threading.get_ident()}"))
-            self._thread_oids.oid = oid
-        return oid
+        """A per-app, per-thread, per-process id: Celery's ``reply_to`` on every task message,
+        and the name of this thread's remote-control reply queue."""
+        pid = os.getpid()
+        cached: tuple[int, str] | None = getattr(self._thread_oids, "oid", None)
+        # A forked child inherits its parent's thread-local: a fresh id, or both processes
+        # would read (and delete) one reply queue.
+        if cached is None or cached[0] != pid:
+            cached = (pid, str(uuid.uuid5(uuid.UUID(self._oid), f"{pid}-{threading.get_ident()}")))
+            self._thread_oids.oid = cached
+        return cached[1]
 
 
 def _resolve_task_cls(spec: type[Task[Any, Any]] | str) -> type[Task[Any, Any]]:

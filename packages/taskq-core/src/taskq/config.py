@@ -212,6 +212,7 @@ DEFAULTS: dict[str, Setting] = {
     "security_digest": _s("sha256", _str),
     # control and events
     "control_exchange": _s("celery", _str),
+    "control_queue_expires": _s(10.0, _positive_number),
     "event_exchange": _s("celeryev", _str),
     "event_serializer": _s("json", _str),
 }

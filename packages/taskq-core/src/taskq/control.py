@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: Seconds an unused reply queue outlives its client where the broker honours ``x-expires``
-#: (Celery's ``control_queue_expires``); the client deletes it itself when it is done.
+#: (the default of Celery's ``control_queue_expires``); the client deletes it when it is done.
 REPLY_QUEUE_EXPIRES = 10.0
 #: Replies read per fetch while collecting.
 _REPLY_BATCH = 100
@@ -52,7 +52,7 @@ def reply_exchange(control_exchange: str) -> str:
     return f"reply.{control_exchange}.pidbox"
 
 
-def reply_queue(control_exchange: str, oid: str) -> QueueSpec:
+def reply_queue(control_exchange: str, oid: str, expires: float = REPLY_QUEUE_EXPIRES) -> QueueSpec:
     """The queue a client with id ``oid`` reads replies from, as kombu's
     ``Mailbox.get_reply_queue`` declares it (bound to the reply exchange by ``oid``)."""
     exchange = reply_exchange(control_exchange)
@@ -61,7 +61,7 @@ def reply_queue(control_exchange: str, oid: str) -> QueueSpec:
         exchange=exchange,
         exchange_type="direct",
         routing_key=oid,
-        arguments={"x-expires": int(REPLY_QUEUE_EXPIRES * 1000)},
+        arguments={"x-expires": int(expires * 1000)},
     )
 
 
@@ -144,7 +144,8 @@ class Control:
                 ),
             )
             return []
-        spec = reply_queue(self.app.conf.control_exchange, self.app.thread_oid)
+        conf = self.app.conf
+        spec = reply_queue(conf.control_exchange, self.app.thread_oid, conf.control_queue_expires)
         transport.declare_queue(spec)
         try:
             transport.broadcast(
