@@ -10,9 +10,10 @@ publishes several calls in one transport call.
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -66,61 +67,94 @@ def build_message(
     route: Route | None = None,
 ) -> TaskMessage:
     """The protocol v2 message for one call. ``options`` are ``apply_async``'s."""
-    now = datetime.now(timezone.utc)
+    get = options.get
     parent = current_request()
-    countdown = options.get("countdown")
-    eta = as_datetime(options.get("eta"), now)
-    if countdown is not None:
-        eta = now + timedelta(seconds=float(countdown))
-    expires = options.get("expires", task.expires if task is not None else None)
-    time_limit = options.get("time_limit", task.time_limit if task is not None else None)
-    soft_limit = options.get("soft_time_limit", task.soft_time_limit if task else None)
+    countdown = get("countdown")
+    eta_option = get("eta")
+    expires = get("expires", task.expires if task is not None else None)
+    # The clock is only read when a time is asked for: most calls have none.
+    now = eta = None
+    if countdown is not None or eta_option is not None or expires is not None:
+        now = datetime.now(timezone.utc)
+        eta = as_datetime(eta_option, now)
+        if countdown is not None:
+            eta = now + timedelta(seconds=float(countdown))
+    time_limit = get("time_limit", task.time_limit if task is not None else None)
+    soft_limit = get("soft_time_limit", task.soft_time_limit if task else None)
     if time_limit is None and soft_limit is None and task is None:
         time_limit, soft_limit = app.conf.task_time_limit, app.conf.task_soft_time_limit
-    ignore_result = options.get("ignore_result")
+    ignore_result = get("ignore_result")
     if ignore_result is None:
         ignore_result = (
             task.ignore_result
             if task is not None and task.ignore_result is not None
             else app.conf.task_ignore_result
         )
-    root_id = options.get("root_id")
-    parent_id = options.get("parent_id")
+    root_id = get("root_id")
+    parent_id = get("parent_id")
     if parent is not None and parent.id is not None:
         root_id = root_id or parent.root_id or parent.id
         parent_id = parent_id or parent.id
-    chord = options.get("chord")
+    link, link_error, chain, chord = get("link"), get("link_error"), get("chain"), get("chord")
+    if link is None and link_error is None and chain is None and chord is None:
+        embed = Embed()
+    else:
+        embed = Embed(
+            callbacks=to_wire_signatures(link),
+            errbacks=to_wire_signatures(link_error),
+            chain=to_wire_signatures(chain),
+            chord=None if chord is None else WireSignature.from_dict(dict(chord)),
+        )
     return TaskMessage.create(
         name,
         args,
         kwargs,
-        id=options.get("task_id"),
+        id=get("task_id"),
         eta=eta,
-        expires=as_datetime(expires, now),
-        group=options.get("group_id"),
-        group_index=options.get("group_index"),
-        retries=int(options.get("retries") or 0),
+        expires=as_datetime(expires, now) if now is not None else None,
+        group=get("group_id"),
+        group_index=get("group_index"),
+        retries=int(get("retries") or 0),
         time_limit=time_limit,
         soft_time_limit=soft_limit,
         root_id=root_id,
         parent_id=parent_id,
-        shadow=options.get("shadow"),
-        origin=app.nodename,
+        shadow=get("shadow"),
+        origin=_origin(app),
         ignore_result=bool(ignore_result),
-        replaced_task_nesting=int(options.get("replaced_task_nesting") or 0),
-        stamps=options.get("stamps"),
-        headers=options.get("headers"),
-        embed=Embed(
-            callbacks=to_wire_signatures(options.get("link")),
-            errbacks=to_wire_signatures(options.get("link_error")),
-            chain=to_wire_signatures(options.get("chain")),
-            chord=None if chord is None else WireSignature.from_dict(dict(chord)),
-        ),
-        reply_to=options.get("reply_to") or app.thread_oid,
-        priority=route.priority if route is not None else options.get("priority"),
+        replaced_task_nesting=int(get("replaced_task_nesting") or 0),
+        stamps=get("stamps"),
+        headers=get("headers"),
+        embed=embed,
+        reply_to=get("reply_to") or app.thread_oid,
+        priority=route.priority if route is not None else get("priority"),
         delivery_mode=2,
         now=now,
     )
+
+
+@functools.cache
+def _base_nodename() -> object:
+    from taskq.app import TaskQ
+
+    return TaskQ.nodename
+
+
+# ``gen<pid>@<host>`` for this process, by pid: ``app.nodename`` asks the system for the host
+# name on every read, the same answer each message.
+_nodenames: dict[int, str] = {}
+
+
+def _origin(app: TaskQ) -> str:
+    """``app.nodename``, read once per process when the app class does not change it."""
+    if type(app).nodename is not _base_nodename():
+        return app.nodename
+    pid = os.getpid()
+    name = _nodenames.get(pid)
+    if name is None:
+        _nodenames.clear()  # a forked child's parent's entry
+        name = _nodenames[pid] = app.nodename
+    return name
 
 
 def retry_options(
@@ -222,6 +256,7 @@ class Publisher:
     ) -> _Outgoing:
         """The routed, serialized (and compressed) envelope for one call, not yet published."""
         app = self.app
+        conf = app.conf
         task_options = _task_routing_options(task)
         # A map is routed as the task it maps (Celery's ``route_name``).
         route_name = options.get("route_name") or name
@@ -233,11 +268,11 @@ class Publisher:
         message = build_message(app, name, args, kwargs, options, task=task, route=route)
         headers, properties, body = message.encode()
         serializer = (
-            options.get("serializer") or (task and task.serializer) or app.conf.task_serializer
+            options.get("serializer") or (task and task.serializer) or conf["task_serializer"]
         )
         content_type, content_encoding, payload = serializers.dumps(body, serializer)
         compression = (
-            options.get("compression") or (task and task.compression) or app.conf.task_compression
+            options.get("compression") or (task and task.compression) or conf["task_compression"]
         )
         if compression:
             payload, headers["compression"] = compress(payload, compression)
@@ -252,7 +287,11 @@ class Publisher:
             priority=message.properties.priority,
         )
         eta = message.headers.eta
-        when = eta.timestamp() if eta is not None and eta.timestamp() > time.time() else None
+        when = None
+        if eta is not None:
+            when = eta.timestamp()
+            if when <= time.time():
+                when = None
         return _Outgoing(name, message, body, headers, properties, route, envelope, when, options)
 
     def _publish(
@@ -287,19 +326,36 @@ class Publisher:
                 )
 
 
-@dataclass(frozen=True)
 class _Outgoing:
     """One call made ready to publish, with what its publish signals report."""
 
-    name: str
-    message: TaskMessage
-    body: list[Any]
-    headers: dict[str, Any]
-    properties: dict[str, Any]
-    route: Route
-    envelope: Envelope
-    when: float | None
-    options: Mapping[str, Any]
+    # A plain slotted class: a frozen dataclass sets each field through object.__setattr__,
+    # a cost every message pays.
+    __slots__ = (
+        "body", "envelope", "headers", "message", "name", "options", "properties", "route", "when",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        name: str,
+        message: TaskMessage,
+        body: list[Any],
+        headers: dict[str, Any],
+        properties: dict[str, Any],
+        route: Route,
+        envelope: Envelope,
+        when: float | None,
+        options: Mapping[str, Any],
+    ) -> None:
+        self.name = name
+        self.message = message
+        self.body = body
+        self.headers = headers
+        self.properties = properties
+        self.route = route
+        self.envelope = envelope
+        self.when = when
+        self.options = options
 
     @property
     def item(self) -> tuple[str, Envelope, float | None]:

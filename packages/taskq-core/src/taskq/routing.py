@@ -107,6 +107,11 @@ class Router:
         # Queues made on first use (task_create_missing_queues); reads and setdefault on a
         # dict are atomic, so threads sending at once agree on one spec per name.
         self._created: dict[str, QueueSpec] = {}
+        # Decided routes, by task name and the routing options of the call and the task. Only
+        # when every router answers from the task name alone (no router, or task_routes
+        # tables): a router function may look at the arguments.
+        self._cacheable = all(isinstance(r, _MapRouter) for r in self._routers)
+        self._decided: dict[tuple[Any, ...], Route] = {}
 
     # -- queues --------------------------------------------------------------------------------
 
@@ -167,6 +172,45 @@ class Router:
         task: object = None,
     ) -> Route:
         """Where a call of ``task_name`` goes. ``task`` is handed to callable routers."""
+        key = self._cache_key(task_name, options, task_options) if self._cacheable else None
+        if key is not None:
+            decided = self._decided.get(key)
+            if decided is not None:
+                return decided
+        route = self._route(task_name, args, kwargs, options, task_options, task)
+        if key is not None:
+            if len(self._decided) >= _DECIDED_MAX:
+                self._decided.clear()
+            self._decided[key] = route
+        return route
+
+    @staticmethod
+    def _cache_key(
+        task_name: str, options: Mapping[str, Any] | None, task_options: Mapping[str, Any] | None
+    ) -> tuple[Any, ...] | None:
+        """What a route depends on when routers answer from the name: the routing options;
+        None when one is not a plain name or number (a queue object, say)."""
+        key: list[Any] = [task_name]
+        for level in (options, task_options):
+            if level:
+                for name in ROUTING_KEYS:
+                    value = level.get(name)
+                    if value is not None and type(value) not in (str, int):
+                        return None
+                    key.append(value)
+            else:
+                key += _NO_ROUTING
+        return tuple(key)
+
+    def _route(
+        self,
+        task_name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        options: Mapping[str, Any] | None,
+        task_options: Mapping[str, Any] | None,
+        task: object,
+    ) -> Route:
         explicit = _present(options)
         attributes = _present(task_options)
         routed = self._ask_routers(task_name, args, kwargs or {}, {**attributes, **explicit}, task)
@@ -241,6 +285,9 @@ class Router:
 
 
 _LEVEL_NAMES = ("apply_async options", "task options", "task_routes")
+_NO_ROUTING = (None,) * len(ROUTING_KEYS)
+#: Decided routes kept per router; past this many (task names times option sets) it starts over.
+_DECIDED_MAX = 4096
 _SETTINGS = frozenset(
     {"task_routes", "task_queues", "task_default_priority", "task_queue_max_priority"}
 )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from taskq_protocol import jsoncodec
 from taskq_protocol.errors import DecodeError, MalformedMessage
 from taskq_protocol.fields import as_bool, as_mapping, describe, opt_int, opt_str, or_empty
+from taskq_protocol.ids import uuid4_text
 
 __all__ = ["Envelope", "BODY_ENCODING"]
 
@@ -67,7 +67,7 @@ class Envelope:
         else:
             props.setdefault("priority", 0)
         props["body_encoding"] = BODY_ENCODING
-        props["delivery_tag"] = delivery_tag or str(uuid.uuid4())
+        props["delivery_tag"] = delivery_tag or uuid4_text()
         return cls(
             body=body,
             content_type=content_type,
@@ -137,8 +137,25 @@ class Envelope:
         }
 
     def encode(self) -> bytes:
-        """The envelope as the UTF-8 JSON bytes a virtual transport stores."""
-        return jsoncodec.dumps(self.to_dict())
+        """The envelope as the UTF-8 JSON bytes a virtual transport stores.
+
+        The same bytes as ``jsoncodec.dumps(self.to_dict())``, written without turning the
+        base64 body into text and scanning it again as a JSON string: base64 needs no escapes.
+        """
+        if self.properties.get("body_encoding") != BODY_ENCODING:
+            return jsoncodec.dumps(self.to_dict())
+        # '{"headers":{...},"properties":{...}}' written in one call, its braces dropped.
+        rest = jsoncodec.dumps({"headers": self.headers, "properties": self.properties})
+        return b"".join((
+            b'{"body":"',
+            binascii.b2a_base64(self.body, newline=False),
+            b'","content-encoding":',
+            _json_text(self.content_encoding),
+            b',"content-type":',
+            _json_text(self.content_type),
+            b",",
+            rest[1:],
+        ))  # fmt: skip
 
     # -- kombu's bookkeeping fields -----------------------------------------------------------
 
@@ -170,6 +187,19 @@ class Envelope:
         """Set by kombu when it restores an unacknowledged message to its queue."""
         flag = self.headers.get("redelivered", self.delivery_info.get("redelivered", False))
         return as_bool(flag, "envelope.headers.redelivered")
+
+
+# The few content types and encodings there are, as JSON strings.
+_JSON_TEXTS: dict[str, bytes] = {}
+
+
+def _json_text(text: str) -> bytes:
+    written = _JSON_TEXTS.get(text)
+    if written is None:
+        written = jsoncodec.dumps(text)
+        if len(_JSON_TEXTS) < 64:
+            _JSON_TEXTS[text] = written
+    return written
 
 
 def _decode_body(body: object, encoding: str | None) -> bytes:

@@ -108,7 +108,26 @@ def _object_hook(obj: dict[str, Any]) -> object:
     return obj
 
 
-_encode = json.JSONEncoder(default=_default, separators=(",", ":")).encode
+def _make_encoder() -> Callable[[object], str]:
+    """The C encoder ``json.JSONEncoder(separators=(",", ":"), default=_default)`` uses, called
+    directly: ``encode`` and ``iterencode`` add two Python frames and build a new C encoder
+    for every document, a measurable share of writing a small message."""
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return json.JSONEncoder(default=_default, separators=(",", ":")).encode
+    # No circular-reference table: one table shared by threads would report an object two
+    # threads write at once as circular. A circular document still fails, as RecursionError.
+    encoder = make(
+        None, _default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+
+    def encode(obj: object) -> str:
+        return "".join(encoder(obj, 0))
+
+    return encode
+
+
+_encode = _make_encoder()
 # The C scanner, called directly: json.loads adds two Python frames and two regex matches per
 # document, a measurable share of decoding a small message.
 # (typeshed types make_scanner's argument wrongly; it takes the decoder whose settings it uses.)
@@ -125,15 +144,23 @@ def dumps_str(obj: object) -> str:
     """Write ``obj`` as compact JSON text with kombu's type markers."""
     try:
         return _encode(obj)
-    except ValueError as exc:  # circular reference, NaN handling, ...
+    except ValueError as exc:  # NaN handling, ...
         raise TypeError(str(exc)) from exc
+    except RecursionError:
+        raise TypeError("cannot write a circular or too deeply nested value as JSON") from None
 
 
 def dumps(obj: object) -> bytes:
     """Write ``obj`` as compact UTF-8 JSON bytes with kombu's type markers."""
     # ensure_ascii (the default) makes the text pure ASCII, so encoding cannot fail on a lone
-    # surrogate and takes CPython's fastest path.
-    return dumps_str(obj).encode("ascii")
+    # surrogate and takes CPython's fastest path. (dumps_str's body, not a call: this runs
+    # several times per message.)
+    try:
+        return _encode(obj).encode("ascii")
+    except ValueError as exc:
+        raise TypeError(str(exc)) from exc
+    except RecursionError:
+        raise TypeError("cannot write a circular or too deeply nested value as JSON") from None
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:

@@ -16,11 +16,10 @@ from __future__ import annotations
 import os
 import reprlib
 import socket
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from taskq_protocol.errors import MalformedMessage
 from taskq_protocol.fields import (
@@ -39,6 +38,7 @@ from taskq_protocol.fields import (
     str_keys,
     unknown_keys,
 )
+from taskq_protocol.ids import uuid4_text
 from taskq_protocol.signature import Signature, read_signature_list
 
 __all__ = [
@@ -345,7 +345,7 @@ class TaskMessage:
         reprs to a 1024-character ``repr``, and ``expires`` also sets the AMQP
         ``expiration`` property (milliseconds from ``now``, never negative).
         """
-        task_id = id or str(uuid.uuid4())
+        task_id = id or uuid4_text()
         kw = dict(kwargs or {})
         stamp_map = dict(stamps or {})
         expiration: str | None = None
@@ -485,13 +485,62 @@ _repr.maxlevel = 4
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 32
 
 
+# Plain values whose reprlib text is their builtin repr while it is this short (reprlib cuts
+# ints past 40 characters, strings past 256).
+_PLAIN_TYPES = (int, float, bool, type(None))
+_PLAIN_REPR_MAX = 40
+
+
+def _plain_repr(value: object) -> str | None:
+    """``repr(value)`` when reprlib would write exactly that for ``value``, else None."""
+    kind = type(value)
+    if kind is str:
+        text = repr(value)
+        return text if len(text) <= _repr.maxstring else None
+    if kind in _PLAIN_TYPES:
+        text = repr(value)
+        return text if len(text) <= _PLAIN_REPR_MAX else None
+    return None
+
+
+def _flat_repr(value: object) -> str | None:
+    """reprlib's text for the usual call, a tuple or dict of a few plain values, written
+    without reprlib's per-item dispatch; None for anything else (reprlib then writes it)."""
+    if type(value) is tuple:
+        items = cast("tuple[object, ...]", value)
+        if len(items) > _repr.maxtuple:
+            return None
+        pieces: list[str] = []
+        for item in items:
+            text = _plain_repr(item)
+            if text is None:
+                return None
+            pieces.append(text)
+        return f"({pieces[0]},)" if len(pieces) == 1 else f"({', '.join(pieces)})"
+    if type(value) is dict:
+        mapping = cast("dict[object, object]", value)
+        if len(mapping) > _repr.maxdict or not all(type(k) is str for k in mapping):
+            return None
+        pieces = []
+        for key in sorted(cast("dict[str, object]", mapping)):  # reprlib sorts the keys
+            text = _plain_repr(mapping[key])
+            key_text = _plain_repr(key)
+            if text is None or key_text is None:
+                return None
+            pieces.append(f"{key_text}: {text}")
+        return f"{{{', '.join(pieces)}}}"
+    return None
+
+
 def safe_repr(value: object, maxsize: int = REPR_MAXSIZE) -> str:
     """A bounded ``repr`` for ``argsrepr``/``kwargsrepr`` (display only, never parsed).
 
     Never raises: a broken ``__repr__`` in user code must not stop a task from being sent.
     """
     try:
-        text = _repr.repr(value)
+        text = _flat_repr(value)
+        if text is None:
+            text = _repr.repr(value)
     except Exception as exc:
         text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
     return text if len(text) <= maxsize else text[: maxsize - 3] + "..."

@@ -140,8 +140,10 @@ class RedisBackend:
         wanted = list(dict.fromkeys(task_ids))
         deadline = None if timeout is None else time.monotonic() + timeout
         # Finished work (a join on a done group) costs one MGET and no subscription. Only
-        # what is missing is subscribed to, and read again once the subscription is confirmed.
-        ready = self._read_ready(wanted)
+        # what is missing is subscribed to, and read again once the subscription is made (by
+        # the subscriber itself, in the same write, on RESP3). One task (``get()``) is not read
+        # first: subscribing reads it too, so a result stored or not costs one round trip.
+        ready = self._read_ready(wanted) if len(wanted) > 1 or timeout == 0 else {}
         missing = [task_id for task_id in wanted if task_id not in ready]
         if not missing or (deadline is not None and deadline <= time.monotonic()):
             return ready

@@ -1,33 +1,41 @@
-"""One pub/sub connection and one listener thread that every waiting thread of a backend shares.
+"""One pub/sub connection that every waiting thread of a backend shares, read by the waiters.
 
 Each state write is published on the meta key's name (``celery-task-meta-<id>``), so a client
 waits by subscribing to the keys of the tasks it waits for. A connection per ``wait()`` would
-cost a connect (and a thread) per ``get()``; here one connection serves every waiting thread:
+cost a connect per ``get()``; here one connection serves every waiting thread, and there is no
+listener thread: a waiting thread reads the connection itself (Celery's way when one thread
+waits), so a result reaches the thread that wants it without a hand-over between threads.
 
 - :meth:`ResultSubscriber.subscribe` registers a :class:`Subscription` and sends ``SUBSCRIBE``
   for the channels nobody listens to yet. It does not wait for the server.
-- The listener thread reads the connection. A ``subscribe`` confirmation tells it that the
-  server now publishes to us; once every channel of a subscription is confirmed, the
-  subscription's :attr:`~Subscription.generation` goes up. A message goes to the inbox of every
-  subscription of its channel.
-- The waiter reads the keys again whenever the generation moved since its last read. A read
-  that starts after the confirmation cannot miss a write: the write was either before the read
-  (the read sees it) or after the subscription (it is published to us).
-- When the connection is lost, the listener connects again (backing off up to a second),
-  subscribes to every channel still wanted and, once confirmed, moves every subscription's
-  generation, so every waiter reads its keys again: writes published while the connection was
-  down are found that way.
+- :meth:`ResultSubscriber.take` returns what arrived for a subscription. One waiting thread at
+  a time is the *reader*: it reads the connection and files every reply under the
+  subscriptions it concerns, waking their threads; the others sleep until woken. A reader that
+  got what it waited for passes the role to a sleeping waiter.
+- The connection speaks RESP3 when the server does (Redis 6 and later). A subscribed RESP3
+  connection may still run commands, so ``SUBSCRIBE`` goes out together with a ``GET`` of each
+  key, in one write: Redis runs the ``GET`` after the subscription, so a write before it is in
+  the ``GET``'s answer and a write after it is published to us. The answers arrive in the
+  inbox like published messages; the waiter needs no read of its own and no round trip to wait
+  for the confirmation.
+- On RESP2 (older servers), a ``subscribe`` confirmation tells that the server now publishes to
+  us; once every channel of a subscription is confirmed, the subscription's
+  :attr:`~Subscription.generation` goes up and the waiter reads its keys itself. A read that
+  starts after the confirmation cannot miss a write.
+- When the connection is lost, the reader connects again (backing off up to a second),
+  subscribes to every channel still wanted and reads every wanted key again (RESP3) or moves
+  every subscription's generation once confirmed (RESP2): writes published while the
+  connection was down are found that way.
 
 Confirmations are counted per channel (a channel unsubscribed and subscribed again before the
 server answered gets two), so a channel is confirmed only when the server has taken the last
 ``SUBSCRIBE`` sent for it.
 
-The connection speaks RESP2 whatever the client's protocol is, so messages arrive as plain
-replies, and is made from the client's connection settings (TLS, Unix socket, Sentinel master
+The connection is made from the client's connection settings (TLS, Unix socket, Sentinel master
 discovery, credentials) but kept outside its pool, so it takes no pooled connection away.
-Waiting threads only send on it, under the lock; the listener alone reads, and it alone
-connects and drops the connection (also under the lock), so a sender never meets a half-closed
-connection.
+Commands are sent under the lock, so the answers of ``GET``s come back in the order recorded;
+only the reader reads, connects and drops the connection (``close`` drops it too, under the
+lock, and the reader then finds it gone).
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol, cast
 
@@ -47,12 +56,19 @@ __all__ = ["ResultSubscriber", "Subscription"]
 
 logger = logging.getLogger(__name__)
 
-#: With nothing read for this long, the listener PINGs; with the PING unanswered as long
+#: With nothing read for this long, the reader PINGs; with the PING unanswered as long
 #: again, it takes the connection for dead and connects anew.
 IDLE_CHECK = 30.0
 #: The pause between reconnection attempts grows by this much up to RECONNECT_MAX.
 RECONNECT_STEP = 0.1
 RECONNECT_MAX = 1.0
+#: Channels left subscribed after their waiters left, at most, before an UNSUBSCRIBE of its own.
+STALE_MAX = 256
+
+# What a reply is answering, in the order commands were sent (RESP3 only: on RESP2 a
+# subscribed connection takes no command but (UN)SUBSCRIBE and PING, whose answers say what
+# they are). A channel stands for the GET of its key.
+_PING = b""
 
 
 class _Connection(Protocol):
@@ -62,10 +78,17 @@ class _Connection(Protocol):
 
     def disconnect(self, *args: Any) -> None: ...
 
-    def send_command(self, *args: Any, check_health: bool = True) -> None: ...
+    def pack_commands(self, commands: Iterable[tuple[Any, ...]]) -> list[bytes]: ...
+
+    def send_packed_command(self, command: list[bytes], check_health: bool = True) -> None: ...
 
     def read_response(
-        self, disable_decoding: bool = False, *, timeout: float, disconnect_on_error: bool
+        self,
+        disable_decoding: bool = False,
+        *,
+        timeout: float,
+        disconnect_on_error: bool,
+        push_request: bool = False,
     ) -> Any: ...
 
 
@@ -76,37 +99,47 @@ class Subscription:
 
     def __init__(self, channels: tuple[bytes, ...]) -> None:
         self.channels = channels
-        #: Moves each time every channel is confirmed (first subscribe, and after reconnects).
+        #: Moves each time the waiter must read its keys itself: on RESP2, when every channel
+        #: is confirmed (first subscribe, and after reconnects). On RESP3 it never moves: the
+        #: subscriber reads the keys with the subscription and files the values in the inbox.
         self.generation = 0
-        #: ``(channel, payload)`` of the messages received and not yet taken.
+        #: ``(channel, payload)`` of the messages (and key values) received and not yet taken.
         self.inbox: list[tuple[bytes, bytes]] = []
         #: Set when the subscriber closed: waiting is pointless.
         self.closed = False
         #: Channels not yet confirmed on the current connection (the subscriber's to count).
         self.missing = len(channels)
-        #: Set by the listener when there is something to take.
+        #: Set when there is something to take, or when this waiter should become the reader.
         self.event = threading.Event()
 
 
 class ResultSubscriber:
     """The shared subscriber of one backend instance (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, protocol: int = 3) -> None:
         pool = client.connection_pool
         self._connection_class = cast("type[_Connection]", pool.connection_class)
-        self._connection_kwargs: dict[str, Any] = {**pool.connection_kwargs, "protocol": 2}
+        self._connection_kwargs: dict[str, Any] = dict(pool.connection_kwargs)
+        #: 3 until a server refuses RESP3, then 2 for good (or 2 from the start if asked).
+        self._protocol = protocol
         self._lock = threading.Lock()
         self._interest: dict[bytes, set[Subscription]] = {}
         #: SUBSCRIBEs sent on the current connection and not yet confirmed, by channel.
         self._unconfirmed: dict[bytes, int] = {}
         #: Channels the server confirmed, with no SUBSCRIBE sent since.
         self._confirmed: set[bytes] = set()
+        #: What the non-push replies still to come answer (RESP3), oldest first.
+        self._answers: deque[bytes] = deque()
         self._connection: _Connection | None = None
+        self._resp3 = False
         self._closed = False
-        self._thread = threading.Thread(
-            target=self._listen, name="taskq-redis-results", daemon=True
-        )
-        self._thread.start()
+        #: The subscription whose thread reads the connection now, if any.
+        self._reader: Subscription | None = None
+        #: Channels nobody listens to any more, not yet unsubscribed on the connection.
+        self._stale: list[bytes] = []
+        #: Subscriptions whose threads sleep in take(), one of which takes over the reading.
+        self._sleeping: set[Subscription] = set()
+        self._reconnect_pause = 0.0
 
     # -- waiting threads --------------------------------------------------------------------
 
@@ -125,15 +158,19 @@ class ResultSubscriber:
                 listeners.add(subscription)
                 if channel in self._confirmed:
                     subscription.missing -= 1
-            if subscription.missing == 0:
-                subscription.generation = 1
-            if new:
-                self._send_locked("SUBSCRIBE", new)
+            if self._connection is not None and self._resp3:
+                self._send_locked(new, subscription.channels)
+            else:
+                if subscription.missing == 0:
+                    subscription.generation = 1
+                if new:
+                    self._send_locked(new, ())
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop listening; channels nobody else listens to are unsubscribed (without waiting)."""
         with self._lock:
+            self._sleeping.discard(subscription)
             gone: list[bytes] = []
             for channel in subscription.channels:
                 listeners = self._interest.get(channel)
@@ -144,86 +181,219 @@ class ResultSubscriber:
                     del self._interest[channel]
                     self._confirmed.discard(channel)
                     gone.append(channel)
-            if gone and not self._closed:
-                self._send_locked("UNSUBSCRIBE", gone)
+            if gone and not self._closed and self._connection is not None:
+                # Sent with the next SUBSCRIBE (one write, not one per get()), or now once
+                # many wait: until then their messages still come and are dropped unread.
+                self._stale.extend(gone)
+                if len(self._stale) >= STALE_MAX:
+                    self._send_locked([], ())
 
     def take(
         self, subscription: Subscription, seen_generation: int, timeout: float | None
     ) -> list[tuple[bytes, bytes]]:
         """The messages received so far, waiting up to ``timeout`` for one, or for the
         generation to move past ``seen_generation``, or for the subscriber to close."""
-        event = subscription.event
-        with self._lock:
-            if subscription.inbox or subscription.generation != seen_generation:
-                return self._drain_locked(subscription)
-            if subscription.closed:
-                raise BackendError("the Redis result backend was closed while waiting")
-            event.clear()
-        event.wait(timeout)
-        with self._lock:
-            if subscription.closed:
-                raise BackendError("the Redis result backend was closed while waiting")
-            return self._drain_locked(subscription)
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        while True:
+            with self._lock:
+                if self._reader is None:
+                    # Leaving, or about to read: either way a sleeper may need the role.
+                    self._wake_sleeper_locked()
+                if subscription.inbox or subscription.generation != seen_generation:
+                    return self._drain_locked(subscription)
+                if subscription.closed:
+                    raise BackendError("the Redis result backend was closed while waiting")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return []
+                reading = self._reader is None
+                if reading:
+                    self._reader = subscription
+                else:
+                    subscription.event.clear()
+                    self._sleeping.add(subscription)
+            if reading:
+                try:
+                    self._read_until(subscription, seen_generation, deadline)
+                finally:
+                    self._pass_reading(subscription)
+            else:
+                subscription.event.wait(remaining)
+                with self._lock:
+                    self._sleeping.discard(subscription)
 
     @staticmethod
     def _drain_locked(subscription: Subscription) -> list[tuple[bytes, bytes]]:
         messages, subscription.inbox = subscription.inbox, []
         return messages
 
-    def _send_locked(self, command: str, channels: list[bytes]) -> bool:
-        """Send a (UN)SUBSCRIBE, counting the confirmations SUBSCRIBE asks for; False when
-        there is no connection to send on.
+    def _pass_reading(self, subscription: Subscription) -> None:
+        """Give up the reader's role and wake a sleeping waiter to take it over."""
+        with self._lock:
+            if self._reader is subscription:
+                self._reader = None
+            self._wake_sleeper_locked()
 
-        With no connection, nothing is sent: the listener subscribes to every wanted channel
-        when it connects. A send that fails drops the connection; the listener sees it and
-        connects again.
+    def _wake_sleeper_locked(self) -> None:
+        for sleeper in self._sleeping:
+            sleeper.event.set()
+            break
+
+    # -- sending (under the lock) -------------------------------------------------------------
+
+    def _send_locked(self, channels: list[bytes], reads: Iterable[bytes]) -> bool:
+        """Send a SUBSCRIBE for ``channels`` and (RESP3) a GET of each key in ``reads``, in one
+        write; False when there is no connection to send on.
+
+        With no connection, nothing is sent: the reader subscribes to every wanted channel
+        (and reads every wanted key) when it connects. A send that fails drops the connection;
+        the reader sees it and connects again.
         """
-        if command == "SUBSCRIBE":
-            for channel in channels:
-                self._confirmed.discard(channel)
+        for channel in channels:
+            self._confirmed.discard(channel)
         connection = self._connection
         if connection is None:
             return False
-        if command == "SUBSCRIBE":
+        commands: list[tuple[Any, ...]] = []
+        if self._stale:
+            # Before the SUBSCRIBE: a channel subscribed again stays subscribed.
+            commands.append(("UNSUBSCRIBE", *self._stale))
+            self._stale.clear()
+        if channels:
+            commands.append(("SUBSCRIBE", *channels))
             for channel in channels:
                 self._unconfirmed[channel] = self._unconfirmed.get(channel, 0) + 1
+        for key in reads:
+            commands.append(("GET", key))
+            self._answers.append(key)
+        if not commands:
+            return True
         try:
-            connection.send_command(command, *channels, check_health=False)
+            connection.send_packed_command(connection.pack_commands(commands), check_health=False)
         except CONNECTION_ERRORS:
             self._drop_locked(connection)
             return False
         return True
 
-    # -- the listener thread ----------------------------------------------------------------
+    # -- reading (the reader's thread) -----------------------------------------------------------
 
-    def _listen(self) -> None:
-        pause = 0.0
-        while not self._closed:
-            connection = self._connect()
-            if connection is None:
-                time.sleep(pause)
-                pause = min(pause + RECONNECT_STEP, RECONNECT_MAX)
-                continue
-            pause = 0.0
-            try:
-                self._read(connection)
-            except CONNECTION_ERRORS as exc:
-                if not self._closed:
-                    logger.warning("Redis result subscriber lost its connection: %s", exc)
-            except Exception:  # a bug here must not leave waiters hanging silently
-                logger.exception("Redis result subscriber failed; connecting again")
+    def _read_until(
+        self, subscription: Subscription, seen_generation: int, deadline: float | None
+    ) -> None:
+        """Read the connection, filing what comes, until ``subscription`` has something, the
+        deadline passes, or the subscriber closes."""
+        pinged = False
+        while True:
             with self._lock:
-                self._drop_locked(connection)
+                if (
+                    subscription.inbox
+                    or subscription.generation != seen_generation
+                    or subscription.closed
+                ):
+                    return
+                connection = self._connection
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            if connection is None:
+                connection = self._connect()
+                if connection is None:
+                    pause = self._reconnect_pause
+                    self._reconnect_pause = min(pause + RECONNECT_STEP, RECONNECT_MAX)
+                    time.sleep(pause if remaining is None else min(pause, remaining))
+                    continue
+                self._reconnect_pause = 0.0
+                pinged = False
+            wait = IDLE_CHECK if remaining is None else min(remaining, IDLE_CHECK)
+            try:
+                reply: Any = connection.read_response(
+                    disable_decoding=True,
+                    timeout=wait,
+                    disconnect_on_error=False,
+                    push_request=True,
+                )
+            except redis.TimeoutError:
+                if wait < IDLE_CHECK:
+                    continue  # the caller's deadline, not an idle connection
+                if pinged:
+                    self._lost(connection, f"no answer to PING in {IDLE_CHECK:.0f}s")
+                    continue
+                with self._lock:
+                    if self._connection is connection:
+                        self._ping_locked(connection)
+                pinged = True
+                continue
+            except redis.ResponseError as exc:
+                # A GET answered with an error (a key of another type): nothing to file.
+                with self._lock:
+                    if self._connection is connection and self._answers:
+                        self._answers.popleft()
+                logger.warning("Redis result subscriber: a read failed: %s", exc)
+                continue
+            except CONNECTION_ERRORS as exc:
+                self._lost(connection, str(exc))
+                continue
+            pinged = False
+            self._file(connection, reply)
+
+    def _file(self, connection: _Connection, reply: Any) -> None:
+        """Put one reply where it belongs."""
+        with self._lock:
+            if self._connection is not connection:
+                return
+            if isinstance(reply, list) and len(cast("list[Any]", reply)) == 3:
+                kind, channel, data = cast("list[Any]", reply)
+                if kind == b"message":
+                    self._deliver_locked(channel, data)
+                elif kind == b"subscribe":
+                    self._confirm_locked(channel)
+                return  # unsubscribe confirmations and RESP2's PONG need nothing
+            if self._resp3 and self._answers:
+                channel = self._answers.popleft()
+                if channel != _PING and isinstance(reply, bytes):
+                    self._deliver_locked(channel, reply)
+
+    def _deliver_locked(self, channel: bytes, payload: bytes) -> None:
+        for subscription in self._interest.get(channel, ()):
+            subscription.inbox.append((channel, payload))
+            subscription.event.set()
+
+    def _confirm_locked(self, channel: bytes) -> None:
+        left = self._unconfirmed.get(channel, 0) - 1
+        if left > 0:
+            self._unconfirmed[channel] = left
+            return
+        self._unconfirmed.pop(channel, None)
+        listeners = self._interest.get(channel)
+        if listeners is None:
+            return  # unsubscribed meanwhile
+        self._confirmed.add(channel)
+        for subscription in listeners:
+            subscription.missing -= 1
+            if subscription.missing == 0 and not self._resp3:
+                subscription.generation += 1
+                subscription.event.set()
+
+    def _ping_locked(self, connection: _Connection) -> None:
+        try:
+            connection.send_packed_command(connection.pack_commands([("PING",)]), False)
+        except CONNECTION_ERRORS:
+            self._drop_locked(connection)
+            return
+        if self._resp3:
+            self._answers.append(_PING)
+
+    def _lost(self, connection: _Connection, why: str) -> None:
+        with self._lock:
+            if not self._closed and self._connection is connection:
+                logger.warning("Redis result subscriber lost its connection: %s", why)
+            self._drop_locked(connection)
 
     def _connect(self) -> _Connection | None:
-        """A new connection, subscribed to every wanted channel; None when that failed (Redis
-        cannot be reached) or the subscriber closed meanwhile."""
-        connection = self._connection_class(**self._connection_kwargs)
-        try:
-            connection.connect()
-        except CONNECTION_ERRORS as exc:
-            logger.debug("Redis result subscriber cannot connect: %s", exc)
-            connection.disconnect()
+        """A new connection, subscribed to every wanted channel (and, on RESP3, reading every
+        wanted key); None when that failed (Redis cannot be reached) or the subscriber closed."""
+        connection = self._open()
+        if connection is None:
             return None
         with self._lock:
             if self._closed:
@@ -232,72 +402,52 @@ class ResultSubscriber:
             self._connection = connection
             self._unconfirmed.clear()
             self._confirmed.clear()
+            self._answers.clear()
             for listeners in self._interest.values():
                 for subscription in listeners:
                     subscription.missing = len(subscription.channels)
-            if self._interest and not self._send_locked("SUBSCRIBE", list(self._interest)):
+            wanted = list(self._interest)
+            if wanted and not self._send_locked(wanted, wanted if self._resp3 else ()):
                 return None
         return connection
 
-    def _read(self, connection: _Connection) -> None:
-        pinged = False
+    def _open(self) -> _Connection | None:
         while True:
+            protocol = self._protocol
+            connection = self._connection_class(**{**self._connection_kwargs, "protocol": protocol})
             try:
-                reply: Any = connection.read_response(
-                    disable_decoding=True, timeout=IDLE_CHECK, disconnect_on_error=False
-                )
-            except redis.TimeoutError:
-                if pinged:
-                    raise redis.ConnectionError(f"no answer to PING in {IDLE_CHECK:.0f}s") from None
-                with self._lock:
-                    if self._connection is not connection:
-                        raise redis.ConnectionError("dropped") from None
-                    connection.send_command("PING", check_health=False)
-                pinged = True
+                connection.connect()
+            except CONNECTION_ERRORS as exc:
+                connection.disconnect()
+                if protocol == 3 and "RESP version" in str(exc):
+                    self._protocol = 2  # the server answered HELLO 3 with another protocol
+                    continue
+                logger.debug("Redis result subscriber cannot connect: %s", exc)
+                return None
+            except redis.RedisError as exc:
+                connection.disconnect()
+                if protocol == 2:
+                    logger.debug("Redis result subscriber cannot connect: %s", exc)
+                    return None
+                # A server without RESP3 (HELLO 3 refused): subscribe, confirm, then read.
+                self._protocol = 2
                 continue
-            pinged = False
-            if isinstance(reply, list) and len(cast("list[Any]", reply)) == 3:
-                kind, channel, data = cast("list[Any]", reply)
-                if kind == b"message":
-                    self._deliver(channel, data)
-                elif kind == b"subscribe":
-                    self._confirm(channel)
-            # Anything else (unsubscribe confirmations, PONG) needs no action.
-
-    def _deliver(self, channel: bytes, payload: bytes) -> None:
-        with self._lock:
-            for subscription in self._interest.get(channel, ()):
-                subscription.inbox.append((channel, payload))
-                subscription.event.set()
-
-    def _confirm(self, channel: bytes) -> None:
-        with self._lock:
-            left = self._unconfirmed.get(channel, 0) - 1
-            if left > 0:
-                self._unconfirmed[channel] = left
-                return
-            self._unconfirmed.pop(channel, None)
-            listeners = self._interest.get(channel)
-            if listeners is None:
-                return  # unsubscribed meanwhile
-            self._confirmed.add(channel)
-            for subscription in listeners:
-                subscription.missing -= 1
-                if subscription.missing == 0:
-                    subscription.generation += 1
-                    subscription.event.set()
+            self._resp3 = protocol == 3
+            return connection
 
     def _drop_locked(self, connection: _Connection) -> None:
         if self._connection is connection:
             self._connection = None
             self._unconfirmed.clear()
             self._confirmed.clear()
+            self._answers.clear()
+            self._stale.clear()
         connection.disconnect()
 
     # -- closing ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the listener and wake every waiting thread (which then raises BackendError)."""
+        """Drop the connection and wake every waiting thread (which then raises BackendError)."""
         with self._lock:
             if self._closed:
                 return
@@ -308,5 +458,3 @@ class ResultSubscriber:
                 for subscription in listeners:
                     subscription.closed = True
                     subscription.event.set()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=5)

@@ -1,0 +1,153 @@
+"""The result subscriber read by the waiting threads themselves: one pipelined SUBSCRIBE + GET
+on RESP3, subscribe-confirm-read on RESP2, the reader's role passed between waiting threads,
+deadlines that leave the connection usable, and channels unsubscribed with the next write."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from taskq.contracts import BackendOptions
+from taskq_protocol import ResultMeta
+from taskq_redis.backend import RedisBackend
+from taskq_redis.results_subscriber import ResultSubscriber
+from taskq_testing.concurrency import run_in_threads
+from taskq_testing.factories import make_meta
+from taskq_testing.waiting import wait_until
+
+OpenBackend = Callable[[int], RedisBackend]
+PROTOCOLS = [pytest.param(3, id="resp3"), pytest.param(2, id="resp2")]
+
+
+def _backend(url: str, opened: list[RedisBackend], protocol: int | None = None) -> RedisBackend:
+    backend = RedisBackend(
+        url,
+        BackendOptions(
+            transport_options={}, serializer="json", accept=frozenset({"application/json"})
+        ),
+    )
+    if protocol is not None:
+        # The backend makes its subscriber on first use; this one speaks the protocol asked.
+        backend._subscriber = ResultSubscriber(backend.client, protocol=protocol)  # pyright: ignore[reportPrivateUsage]
+    opened.append(backend)
+    return backend
+
+
+@pytest.fixture
+def open_backend(redis_url: str) -> Iterator[OpenBackend]:
+    opened: list[RedisBackend] = []
+    yield lambda protocol: _backend(redis_url, opened, protocol)
+    for backend in opened:
+        backend.close()
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_result_stored_before_the_wait_is_found(open_backend: OpenBackend, protocol: int) -> None:
+    waiter, writer = open_backend(protocol), open_backend(3)
+    for round_ in range(20):
+        meta = make_meta(result=round_)
+        writer.store(meta)
+        assert waiter.wait([meta.task_id], 5) == {meta.task_id: meta}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_result_stored_while_waiting_is_delivered(
+    open_backend: OpenBackend, protocol: int
+) -> None:
+    waiter, writer = open_backend(protocol), open_backend(3)
+    for round_ in range(60):
+        meta = make_meta(result=round_)
+        storing = threading.Timer((round_ % 6) * 0.002, writer.store, (meta,))
+        storing.start()
+        got = waiter.wait([meta.task_id], 10)
+        storing.join()
+        assert got == {meta.task_id: meta}, f"round {round_}"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_waiting_threads_pass_the_reading_on(open_backend: OpenBackend, protocol: int) -> None:
+    # Results arrive one at a time, in the reverse of the order the threads started waiting:
+    # whichever thread reads gets other threads' results, files them, and hands the reading to
+    # another when its own result came. Every thread must get its own.
+    waiter, writer = open_backend(protocol), open_backend(3)
+    metas = [make_meta(result=i) for i in range(8)]
+    waiting = threading.Semaphore(0)
+
+    def wait(index: int) -> dict[str, ResultMeta]:
+        waiting.release()
+        return waiter.wait([metas[index].task_id], 30)
+
+    def store() -> None:
+        for _ in metas:
+            waiting.acquire(timeout=30)
+        time.sleep(0.1)  # every thread is in wait(): subscribed, one reading
+        for meta in reversed(metas):
+            writer.store(meta)
+            time.sleep(0.01)
+
+    storing = threading.Thread(target=store)
+    storing.start()
+    results = run_in_threads(wait, len(metas))
+    storing.join(30)
+    assert results == [{meta.task_id: meta} for meta in metas]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_wait_that_times_out_leaves_the_connection_usable(
+    open_backend: OpenBackend, protocol: int
+) -> None:
+    # Deadlines end reads at any point, also between a SUBSCRIBE and its answers; what comes
+    # later is filed under the right waiter.
+    waiter, writer = open_backend(protocol), open_backend(3)
+    for round_ in range(40):
+        missing = str(uuid.uuid4())
+        assert waiter.wait([missing], 0.0005 * (round_ % 5)) == {}
+        meta = make_meta(result=round_)
+        writer.store(meta)
+        assert waiter.wait([meta.task_id], 5) == {meta.task_id: meta}
+
+
+def test_one_round_trip_reads_a_stored_result_on_resp3(
+    open_backend: OpenBackend, raw: redis.Redis
+) -> None:
+    waiter, writer = open_backend(3), open_backend(3)
+    warm = make_meta(result="warm")
+    writer.store(warm)
+    assert waiter.wait([warm.task_id], 5) == {warm.task_id: warm}  # connected
+    meta = make_meta(result="stored")
+    writer.store(meta)
+    raw.config_resetstat()
+    assert waiter.wait([meta.task_id], 5) == {meta.task_id: meta}
+    stats: dict[str, Any] = raw.info("commandstats")  # pyright: ignore[reportAssignmentType]
+    # The GET went out with the SUBSCRIBE; no MGET before it, none after the confirmation.
+    assert "cmdstat_mget" not in stats
+    assert stats["cmdstat_get"]["calls"] == 1
+    assert stats["cmdstat_subscribe"]["calls"] == 1
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_channels_left_are_unsubscribed_with_the_next_subscribe(
+    open_backend: OpenBackend, raw: redis.Redis, protocol: int
+) -> None:
+    waiter, writer = open_backend(protocol), open_backend(3)
+    first, second = make_meta(result=1), make_meta(result=2)
+    writer.store_many([first, second])
+    assert waiter.wait([first.task_id], 5) == {first.task_id: first}
+    assert waiter.wait([second.task_id], 5) == {second.task_id: second}
+    channel = f"celery-task-meta-{first.task_id}"
+    wait_until(
+        lambda: raw.pubsub_numsub(channel)[0][1] == 0, 5.0, message="first channel unsubscribed"
+    )
