@@ -11,8 +11,16 @@ A delivery is checked on receipt, cheapest check first: delivered too often, und
 unknown (dead letters, with the reason); revoked or expired (REVOKED, acked); an ETA more than
 ``ETA_HOLD`` ahead (back to the broker, which holds delayed messages); a nearer ETA waits here,
 on a timer, since the message is in hand already (a task never starts before its ETA, as in
-Celery); then it waits for its rate limit and a free pool slot. Acknowledgements are collected
-and sent in one call per round.
+Celery); then it waits for its rate limit and a free pool slot.
+
+Acknowledgements of settled tasks are collected and sent together, once ``ACK_BATCH`` of them
+wait or the oldest has waited ``ACK_DELAY`` (each is a broker round trip, which costs more than
+running a short task); a task's result is stored before its outcome reaches this thread, so a
+worker killed meanwhile only has the broker deliver again tasks that did run (acks_late's
+at-least-once), never loses one. Early acknowledgements (acks_late off) are sent at once, when
+their jobs go to the pool; to the prefork pool, which queues jobs in its processes, jobs go in
+batches of at least ``DISPATCH_BATCH`` while every process still has work queued, so that one
+message and one acknowledgement serve many tasks.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from taskq_protocol.message import safe_repr
 from taskq_worker.decoding import Decoder, Received, Undeliverable
 from taskq_worker.fetcher import Holdings
 from taskq_worker.jobs import Job, Policy
+from taskq_worker.pace import PERIOD, Pace
 from taskq_worker.pools.queueing import DrivenPool, QueueingPool
 from taskq_worker.ratelimit import RateLimits
 from taskq_worker.revoked import RevokedIds
@@ -56,7 +65,7 @@ if TYPE_CHECKING:
     from taskq.app import TaskQ
     from taskq.task import Task
 
-__all__ = ["Consumer", "ETA_HOLD", "SLOT_POLL"]
+__all__ = ["ACK_BATCH", "ACK_DELAY", "Consumer", "DISPATCH_BATCH", "ETA_HOLD", "SLOT_POLL"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +74,11 @@ logger = logging.getLogger(__name__)
 ETA_HOLD = 1.0
 #: How often to look for a free pool slot while jobs wait and the pool is short of processes.
 SLOT_POLL = 0.05
+#: Acknowledgements are sent once this many wait, or the oldest waited ACK_DELAY seconds.
+ACK_BATCH = 32
+ACK_DELAY = 0.005
+#: The fewest jobs applied at once to a queueing pool that holds at least this many already.
+DISPATCH_BATCH = 8
 
 # Event kinds on the consumer's queue.
 _DELIVERIES, _OUTCOME, _CONTROL, _WAKE = range(4)
@@ -118,8 +132,11 @@ class Consumer:
         self.totals: dict[str, int] = {}
         self._policies: dict[str, Policy] = {}
         self._acks: list[Delivery] = []
+        #: When the oldest of ``_acks`` was collected (``time.monotonic()``).
+        self._acks_since = 0.0
         self._events: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
         self.started_at = time.monotonic()
+        self.pace = Pace(settings.concurrency, self.started_at)
         # Set by stop() from any thread; plain attribute writes are atomic.
         self.stopping = False
         self.cold = False
@@ -190,6 +207,9 @@ class Consumer:
                     event = None
             if self.cold:
                 break
+            window = self.pace.window(time.monotonic())
+            if window is not None and window != self.holdings.extra:
+                self.holdings.widen(0 if self.stopping else window)
             if self.stopping:
                 self._recall()
             if self._scheduled and not self.stopping:
@@ -200,7 +220,12 @@ class Consumer:
             self._dispatch()
             if self._top_up():
                 self._dispatch()
-            self.flush()
+            if self._acks and (
+                self.stopping
+                or len(self._acks) >= ACK_BATCH
+                or time.monotonic() - self._acks_since >= ACK_DELAY
+            ):
+                self.flush()
             if self.stopping and self._finished():
                 break
         self.flush()
@@ -223,6 +248,10 @@ class Consumer:
             due = self._deadline
             return None if due is None else max(due - time.monotonic(), 0.0)
         waits: list[float] = []
+        if self._acks:
+            waits.append(max(self._acks_since + ACK_DELAY - time.monotonic(), 0.0))
+        if self.holdings.extra:
+            waits.append(PERIOD)  # to close the window if no task finishes meanwhile
         if self._scheduled:
             waits.append(max(self._scheduled[0][0] - time.time(), 0.0))
         if self.limits:
@@ -386,7 +415,7 @@ class Consumer:
             return
         logger.info("Discarding %s task: %s[%s]", reason, message.name, message.id)
         self._record(mark_revoked, received, reason)
-        self._acks.append(delivery)
+        self._ack_later(delivery)
         self.holdings.done()
 
     def _postpone(self, delivery: Delivery, message: Received, eta: float) -> None:
@@ -409,7 +438,7 @@ class Consumer:
                 message.id,
                 eta - time.time(),
             )
-            self._acks.append(delivery)
+            self._ack_later(delivery)
         self.holdings.done()
 
     # -- dispatching -------------------------------------------------------------------------
@@ -419,6 +448,9 @@ class Consumer:
         while ready and not self.stopping:
             free = pool.free_slots if queueing is None else queueing.room
             if free <= 0:
+                return
+            if queueing is not None and free < DISPATCH_BATCH <= len(running):
+                # Every process has work queued: wait to send more at once.
                 return
             batch: list[Job] = []
             while ready and len(batch) < free:
@@ -457,6 +489,7 @@ class Consumer:
     # -- settling ----------------------------------------------------------------------------
 
     def _finish(self, outcome: JobOutcome) -> None:
+        self.pace.finished += 1
         job = self.running.pop(outcome.task_id, None)
         if job is None:
             logger.warning(
@@ -546,7 +579,7 @@ class Consumer:
             return
         job.acked = True
         if how == ACK:
-            self._acks.append(job.delivery)
+            self._ack_later(job.delivery)
         elif how == REQUEUE:
             try:
                 self.transport.reject(job.delivery, requeue=True)
@@ -571,8 +604,13 @@ class Consumer:
             logger.error("Could not acknowledge %d messages: %s", len(deliveries), exc)
         self.holdings.settled(deliveries)
 
+    def _ack_later(self, delivery: Delivery) -> None:
+        if not self._acks:
+            self._acks_since = time.monotonic()
+        self._acks.append(delivery)
+
     def flush(self) -> None:
-        """Send the acknowledgements collected this round, in one call."""
+        """Send the acknowledgements collected so far, in one call."""
         if self._acks:
             acks, self._acks = self._acks, []
             self._ack_now(acks)

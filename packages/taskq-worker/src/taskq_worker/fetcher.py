@@ -33,14 +33,17 @@ class Holdings:
     """What the worker holds, shared by the fetcher and the consumer thread.
 
     ``count`` is the number of tasks in the worker (waiting or running); with the room claimed
-    by a fetch in progress it is bounded by ``limit``. ``unacked`` the deliveries not yet settled
-    with the broker, which the fetcher extends. They differ for early-acked tasks, which still
-    occupy the worker while they run. ``handed_over``: the consumer found the queues empty and
-    left fetching to the fetcher thread.
+    by a fetch in progress it is bounded by ``limit`` (the prefetch) plus ``extra``, the window
+    of what the worker would start very soon anyway (see :mod:`taskq_worker.pace`).
+    ``unacked`` the deliveries not yet settled with the broker, which the fetcher extends. They
+    differ for early-acked tasks, which still occupy the worker while they run.
+    ``handed_over``: the consumer found the queues empty and left fetching to the fetcher
+    thread.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.extra = 0
         #: Fetch once this much room is free (or the worker is idle), not for every slot
         #: that frees up: fewer, larger fetches while the rest of the prefetch keeps the
         #: pool busy.
@@ -86,8 +89,16 @@ class Holdings:
             if deliveries and len(deliveries) == claimed:
                 self.handed_over = False
 
+    def widen(self, extra: int) -> None:
+        """Hold up to ``extra`` more than the prefetch (0: exactly the prefetch)."""
+        with self._cond:
+            self.extra = extra
+            self.batch = max((self.limit + extra) // 2, 1)
+            if self._wanted():
+                self._cond.notify()
+
     def _room(self) -> int:
-        return self.limit - self._count - self._claimed
+        return self.limit + self.extra - self._count - self._claimed
 
     def _claim(self) -> int:
         room = self._room()
