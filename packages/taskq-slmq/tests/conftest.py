@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from slmq_emulator import SlmqEmulator
+from slmq_tls import TestCertificates
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +22,49 @@ def slmq_emulator() -> Iterator[SlmqEmulator]:
     emulator = SlmqEmulator().start()
     yield emulator
     emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def slmq_certificates(tmp_path_factory: pytest.TempPathFactory) -> TestCertificates:
+    """A throwaway CA and a server certificate for 127.0.0.1 (tests/slmq_tls.py)."""
+    return TestCertificates(tmp_path_factory.mktemp("slmq-tls"))
+
+
+@pytest.fixture(scope="session")
+def slmq_https_emulator(slmq_certificates: TestCertificates) -> Iterator[SlmqEmulator]:
+    """The SoftLayer Message Queue EMULATOR (not the service) over HTTPS, for kombu's SLMQ
+    transport, which always connects with ``https://``. Clients must trust
+    ``slmq_certificates.ca``: see ``trust_slmq_https``."""
+    emulator = SlmqEmulator(tls=slmq_certificates.server_context()).start()
+    yield emulator
+    emulator.stop()
+
+
+#: Environment kombu's SLMQ transport reads before the URL; cleared so the URL decides.
+KOMBU_SLMQ_OVERRIDES = (
+    "SLMQ_ACCOUNT",
+    "SL_USERNAME",
+    "SL_API_KEY",
+    "SLMQ_HOST",
+    "SLMQ_PORT",
+    "SLMQ_SECURE",
+)
+
+
+@pytest.fixture
+def trust_slmq_https(
+    slmq_https_emulator: SlmqEmulator,
+    slmq_certificates: TestCertificates,
+    monkeypatch: pytest.MonkeyPatch,
+) -> SlmqEmulator:
+    """The HTTPS emulator, trusted for this test: ``softlayer_messaging`` calls
+    ``requests.request``/``requests.post`` with the default ``verify=True``, and requests
+    then verifies against ``REQUESTS_CA_BUNDLE`` when it is set. kombu's environment
+    overrides of the URL are cleared."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(slmq_certificates.ca))
+    for name in KOMBU_SLMQ_OVERRIDES:
+        monkeypatch.delenv(name, raising=False)
+    return slmq_https_emulator
 
 
 @pytest.fixture(scope="session")

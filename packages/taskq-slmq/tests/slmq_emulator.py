@@ -2,7 +2,9 @@
 
 The service was retired and never had a downloadable server, so the tests talk, through the
 real ``softlayer_messaging`` client (and kombu's SLMQ transport), to this threaded stdlib HTTP
-server. It implements the documented calls the client library makes, and nothing else:
+server, over plain HTTP or, given a server-side ``ssl.SSLContext``, over HTTPS (kombu's transport
+always builds an ``https://`` endpoint). It implements the documented calls the client library
+makes, and nothing else:
 
 - ``POST /v1/<account>/auth`` with ``X-Auth-User``/``X-Auth-Key``: 200 with ``X-Auth-Token``
   (401 for a wrong user or key); every other call needs that token (401 without it).
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
+import ssl
 import threading
 import time
 import uuid
@@ -237,17 +241,44 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     state: _State
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = self.socket.accept()
+        if self.tls is None:
+            return connection, address
+        # The handshake waits for the client: leave it to the request's own thread
+        # (finish_request) so one slow client cannot stall the accept loop.
+        wrapped = self.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return wrapped, address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.settimeout(30)
+                request.do_handshake()
+                request.settimeout(None)
+            except (ssl.SSLError, OSError):
+                return  # a client that does not trust us, or went away: nothing to serve
+        super().finish_request(request, client_address)
 
 
 class SlmqEmulator:
-    """The emulator on a free loopback port for one account, user and API key."""
+    """The emulator on a free loopback port for one account, user and API key; over HTTPS
+    when given ``tls``, a server-side context holding a certificate for 127.0.0.1."""
 
     def __init__(
-        self, account: str = "taskqacct", user: str = "taskq", api_key: str = "secret"
+        self,
+        account: str = "taskqacct",
+        user: str = "taskq",
+        api_key: str = "secret",
+        *,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.account, self.user, self.api_key = account, user, api_key
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.state = _State(account, user, api_key)
+        self._server.tls = tls
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -255,12 +286,17 @@ class SlmqEmulator:
         return self._server.server_address[1]
 
     @property
+    def secure(self) -> bool:
+        """Whether it serves HTTPS (the ``secure`` transport option clients need)."""
+        return self._server.tls is not None
+
+    @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.secure else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
-        """A taskq broker URL: ``slmq://user:key@host:port/account`` over plain HTTP."""
+        """A broker URL, ``slmq://user:key@host:port/account``, for taskq and kombu alike."""
         return f"slmq://{self.user}:{self.api_key}@127.0.0.1:{self.port}/{self.account}"
 
     def start(self) -> SlmqEmulator:
