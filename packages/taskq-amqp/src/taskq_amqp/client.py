@@ -8,6 +8,7 @@ content-encoding, and a transport hands out bytes exactly as published.
 
 from __future__ import annotations
 
+import select
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -89,6 +90,14 @@ def has_buffered_input(connection: Connection) -> bool:
         return True
     pending = getattr(transport.sock, "pending", None)
     return bool(pending and pending())
+
+
+def readable_now(connection: Connection) -> bool:
+    """Whether more input is there right now (buffered, or on the socket)."""
+    if has_buffered_input(connection):
+        return True
+    readable, _, _ = select.select([socket_of(connection)], [], [], 0)
+    return bool(readable)
 
 
 def drain(connection: Connection, timeout: float) -> bool:

@@ -137,9 +137,12 @@ class ConsumerLoop:
                             os.read(self._wake_r, 4096)
                     if len(readable) == 1 and self._wake_r in readable:
                         continue
-                # Read what came, a bounded number of methods so commands are not starved.
+                # Read what came (a bounded number of methods, so commands are not starved),
+                # never waiting for more than what is already there.
                 for _ in range(256):
-                    if not client.drain(connection, 0.01):
+                    if not client.drain(connection, 1.0):
+                        break
+                    if not client.readable_now(connection):
                         break
                 if heartbeat and time.monotonic() >= next_tick:
                     connection.heartbeat_tick()
@@ -286,6 +289,14 @@ class ConsumerLoop:
 
         return receive
 
+    def _on_cancel(self, consumer_tag: str) -> None:
+        """RabbitMQ cancelled a consumer (its queue was deleted, a quorum leader moved):
+        the next fetch starts one again."""
+        with self._cond:
+            for queue, consumer in list(self._consumers.items()):
+                if consumer.tag == consumer_tag:
+                    del self._consumers[queue]
+
     def _needs_consumer(self, queue: str) -> bool:
         consumer = self._consumers.get(queue)
         if consumer is None:
@@ -319,7 +330,11 @@ class ConsumerLoop:
                 else:
                     topology.ensure_queue(self._control_channel, queue)
             channel.basic_qos(0, limit, False)
-            tag = channel.basic_consume(queue, callback=self._receiver(queue, self._generation))
+            tag = channel.basic_consume(
+                queue,
+                callback=self._receiver(queue, self._generation),
+                on_cancel=self._on_cancel,
+            )
             with self._cond:
                 self._consumers[queue] = _Consumer(str(tag), limit)
             started = True
