@@ -216,3 +216,13 @@ def test_a_chain_from_taskq_crosses_both_workers(interop: Interop) -> None:
     result = steps.apply_async()
     expected = ["one@celery", "two@taskq", "three@celery"]
     assert result.get(timeout=TIMEOUT) == expected, interop.logs()
+
+
+def test_remote_control_crosses_both_ways(interop: Interop) -> None:
+    """pidbox requests on the ``celery.pidbox`` fanout, replies through the direct
+    ``reply.celery.pidbox`` exchange: each side's client pings the other side's worker."""
+    celery_node, taskq_node = interop.celery_worker.node, interop.taskq_worker.node
+    from_taskq = interop.taskq.control.ping(destination=[celery_node], timeout=5)
+    assert from_taskq and celery_node in from_taskq[0], from_taskq
+    from_celery = interop.celery.control.ping(destination=[taskq_node], timeout=5)
+    assert from_celery and taskq_node in from_celery[0], from_celery

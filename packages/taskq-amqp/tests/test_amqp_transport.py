@@ -135,3 +135,42 @@ def test_bad_fetch_arguments_raise(transport: AmqpTransport) -> None:
         transport.fetch([], 1, 0)
     with pytest.raises(ValueError, match="positive integer"):
         transport.fetch(["q"], 0, 0)
+
+
+def test_a_queue_with_a_dlx_dead_letters_in_the_broker(transport: AmqpTransport) -> None:
+    """``x-dead-letter-exchange`` in the queue's arguments: RabbitMQ itself moves what is
+    rejected without requeue (or expires, or passes a quorum delivery-limit) to the same
+    ``<queue>.dlq`` that dead_letter() uses, with ``x-death`` saying why."""
+    queue = _name("queue")
+    dlq = f"{queue}.dlq"
+    transport.declare_queue(QueueSpec(dlq, routing_key=dlq))
+    transport.declare_queue(
+        QueueSpec(
+            queue,
+            routing_key=queue,
+            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq},
+        )
+    )
+    envelope = make_envelope(queue)
+    transport.publish(queue, envelope)
+    [delivery] = transport.fetch([queue], 1, 5.0)
+    transport.reject(delivery, requeue=False)
+    [dead] = transport.fetch([dlq], 1, 5.0)
+    assert task_id_of(dead) == task_id_of(envelope)
+    transport.ack([dead])
+    transport.delete_queue(queue)
+    transport.delete_queue(dlq)
+
+
+def test_stream_queue_round_trip(transport: AmqpTransport) -> None:
+    """A stream (``x-queue-type: stream``) is read with the same consume and ack, from the
+    messages appended after the consumer started (RabbitMQ's default offset, ``next``)."""
+    queue = _name("stream")
+    transport.declare_queue(QueueSpec(queue, arguments={"x-queue-type": "stream"}))
+    assert transport.fetch([queue], 5, 0.5) == []  # starts consuming
+    envelope = make_envelope(queue)
+    transport.publish(queue, envelope)
+    [delivery] = transport.fetch([queue], 5, 10.0)
+    assert task_id_of(delivery) == task_id_of(envelope)
+    transport.ack([delivery])
+    transport.delete_queue(queue)
