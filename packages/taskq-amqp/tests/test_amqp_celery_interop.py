@@ -223,6 +223,8 @@ def test_remote_control_crosses_both_ways(interop: Interop) -> None:
     ``reply.celery.pidbox`` exchange: each side's client pings the other side's worker."""
     celery_node, taskq_node = interop.celery_worker.node, interop.taskq_worker.node
     from_taskq = interop.taskq.control.ping(destination=[celery_node], timeout=5)
-    assert from_taskq and celery_node in from_taskq[0], from_taskq
+    assert from_taskq, "the Celery worker answered taskq's ping"
+    assert celery_node in from_taskq[0], from_taskq
     from_celery = interop.celery.control.ping(destination=[taskq_node], timeout=5)
-    assert from_celery and taskq_node in from_celery[0], from_celery
+    assert from_celery, "the taskq worker answered Celery's ping"
+    assert taskq_node in from_celery[0], from_celery
