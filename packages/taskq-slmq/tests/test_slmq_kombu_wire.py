@@ -93,14 +93,15 @@ def _kombu_ack(message: Message) -> None:
     channel.basic_ack(message.delivery_tag)
 
 
-def _drain(connection: Connection, queue: str, *, wait: float = 3.0) -> list[Message]:
-    """Every message kombu can get from ``queue`` until one ``wait`` passes with none, acked."""
+def _drain(connection: Connection, queue: str) -> list[Message]:
+    """Every message kombu gets from ``queue``, acked: it waits up to 15 s for the first (a
+    delayed copy may still be turning visible) and stops after 5 s without another."""
     got: list[Message] = []
     simple_queue = connection.SimpleQueue(queue, no_ack=False)
     try:
         while True:
             try:
-                message = simple_queue.get(timeout=wait)
+                message = simple_queue.get(timeout=5.0 if got else 15.0)
             except Empty:
                 return got
             _kombu_ack(message)
