@@ -8,6 +8,8 @@
 - ``worker``: the worker's own cost per task on the in-process memory:// broker, per pool.
 - ``canvas``: a group of 10,000 tasks and a chord of 10,000 headers, taskq beside Celery on
   one Redis, from apply to the last result.
+- ``publish``: the client's own cost per ``delay()``, per task of a group's ``send_many``, per
+  ``get()`` of a stored result, and per stage of building a message.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="tools/bench", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("name", choices=["codec", "sqlite", "redis", "amqp", "worker", "canvas"])
+    parser.add_argument("name", choices=["codec", "sqlite", "redis", "amqp", "worker", "canvas", "publish"])
     parser.add_argument("--pool", default="prefork", help="the worker pool (sqlite)")
     parser.add_argument("--quick", action="store_true", help="short rounds, for a smoke run")
     parser.add_argument(
@@ -85,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(canvas_compare.report(outcome))
         return 1 if canvas_compare.failed(outcome) else 0
+    elif options.name == "publish":
+        import publish
+
+        calls, group = (2_000, 2_000) if options.quick else (20_000, 20_000)
+        url = options.url or os.environ.get("REDIS_URL") or publish.DEFAULT_URL
+        print(publish.report(publish.run(url, calls, options.tasks or group)))
     return 0
 
 

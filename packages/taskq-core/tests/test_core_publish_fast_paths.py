@@ -121,3 +121,35 @@ def test_a_nodename_changed_by_a_subclass_is_the_origin(take: Any) -> None:
         assert message.headers.origin == "custom@node"
     finally:
         app.close()
+
+
+def test_a_big_batch_leaves_the_collector_as_it_found_it(app: TaskQ) -> None:
+    import gc
+
+    from taskq.contracts import TransportError
+
+    @app.task
+    def plain() -> None: ...
+
+    items = [(plain.name, (), {}, {})] * 100
+    assert gc.isenabled()
+    assert len(app.publisher.send_many(items)) == 100
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        app.publisher.send_many(items)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    class Failing:
+        def publish_many(self, batch: Any) -> None:
+            assert not gc.isenabled()  # paused while the batch is published
+            raise TransportError("broker away")
+
+        def close(self) -> None: ...
+
+    app._transport = Failing()  # type: ignore[assignment]  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue]
+    with pytest.raises(TransportError):
+        app.publisher.send_many([(plain.name, (), {}, {"retry": False})] * 100)
+    assert gc.isenabled()

@@ -11,6 +11,7 @@ publishes several calls in one transport call.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,8 @@ __all__ = ["build_message", "Publisher", "retry_options", "to_wire_signatures", 
 # Options that shape the message; anything else a caller passes is ignored (as kombu ignores
 # publish arguments it does not know), except the ones routing reads.
 _ROUTING_OPTIONS = ("queue", "exchange", "routing_key", "priority")
+#: ``send_many`` pauses the garbage collector for batches of at least this many calls.
+_PAUSE_GC_FROM = 64
 
 
 def as_datetime(value: float | int | datetime | str | None, now: datetime) -> datetime | None:
@@ -232,6 +235,25 @@ class Publisher:
         same options). A retried call may publish some messages twice, as a retried
         :meth:`send` may.
         """
+        if len(items) < _PAUSE_GC_FROM:
+            return self._send_many(items)
+        # A big batch keeps every message it builds alive until it is published, and each of
+        # the collector's passes walks them all again: without the pause, collection is about
+        # a third of a 20,000-task group's time. Messages hold no reference cycles; anything
+        # cyclic made meanwhile is collected once the collector runs again.
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            return self._send_many(items)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _send_many(
+        self,
+        items: Sequence[tuple[str, Sequence[Any], Mapping[str, Any], Mapping[str, Any]]],
+    ) -> list[TaskMessage]:
         tasks = self.app.tasks
         batch = [
             self._prepare(name, args, kwargs, options, tasks.get(name))

@@ -9,12 +9,14 @@ saved by one restores on the other.
   the result serializer, written with ``result_expires`` and published on the same name in one
   round trip; a stored SUCCESS is never replaced (one Lua script checks and writes).
   ``store_many`` is one script call for the whole batch.
-- **Waiting** (:mod:`taskq_redis.results_subscriber`): pub/sub, not polling. One connection and
-  one listener thread per backend (started by the first ``wait`` that finds a result missing)
-  serve every waiting thread. A waiter reads the keys (finished work costs one MGET), then
-  subscribes to the missing ones, reads them again once the subscription is confirmed, and
-  takes what is published. After a lost connection the listener subscribes again and the
-  waiters read again.
+- **Waiting** (:mod:`taskq_redis.results_subscriber`): pub/sub, not polling. One connection
+  per backend serves every waiting thread, and the waiting threads read it themselves (one at
+  a time; no listener thread, no hand-over between threads). A wait for several tasks reads
+  the keys first (finished work costs one MGET); then the missing ones are subscribed to and
+  read again after the subscription: on RESP3 the GETs go out with the SUBSCRIBE in one write,
+  on RESP2 the waiter reads once the subscription is confirmed. A wait for one task (``get()``)
+  goes straight to that: one round trip whether the result is stored or not. After a lost
+  connection the subscriber subscribes again and the keys are read again.
 - **Groups**: ``celery-taskset-meta-<gid>`` holds ``{"result": <GroupResult tuple>}``, written
   like a result (expiry, publish).
 - **Chords** (:mod:`taskq_redis.chords`): Celery 5.7.0's keys and rules; a report is one
@@ -28,7 +30,7 @@ Options (``result_backend_transport_options``): ``global_keyprefix``, ``result_c
 and the connection options of :mod:`taskq_redis.connection` (``socket_timeout``,
 ``max_connections``, ``master_name``, TLS, ...).
 
-A process forked from one using the backend (a prefork pool child) starts its own subscriber
+A process forked from one using the backend (a prefork pool child) makes its own subscriber
 when it first waits; the parent's connections are left alone.
 """
 
@@ -251,7 +253,7 @@ class RedisBackend:
         self._client.close()
 
     def _forget_parent_subscriber(self) -> None:
-        """In a forked child: the parent's listener thread did not come along; start afresh."""
+        """In a forked child: the parent's subscriber connection is not ours; start afresh."""
         self._lock = threading.Lock()
         self._subscriber = None
 
