@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="tools/bench", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("name", choices=["codec", "sqlite", "redis", "amqp", "worker", "canvas", "publish"])
+    parser.add_argument(
+        "name", choices=["codec", "sqlite", "redis", "amqp", "worker", "canvas", "publish"]
+    )
     parser.add_argument("--pool", default="prefork", help="the worker pool (sqlite)")
     parser.add_argument("--quick", action="store_true", help="short rounds, for a smoke run")
     parser.add_argument(
