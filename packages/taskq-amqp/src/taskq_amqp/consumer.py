@@ -104,6 +104,10 @@ class ConsumerLoop:
         os.write(self._wake_w, b"x")
         return future.result(timeout)
 
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
@@ -118,8 +122,9 @@ class ConsumerLoop:
                 try:
                     self._open()
                     backoff.reset()
-                except client.CONNECTION_ERRORS as exc:
+                except Exception as exc:
                     logger.warning("AMQP connection failed (%s); retrying", exc)
+                    self._lost()
                     self._fail_commands(TransportError(f"AMQP connection failed: {exc}"))
                     time.sleep(backoff.next())
                     continue
@@ -153,6 +158,10 @@ class ConsumerLoop:
                 self._lost()
             except client.ChannelError as exc:
                 logger.warning("AMQP channel closed by the broker (%s); reconnecting", exc)
+                self._lost()
+            except Exception:
+                # Whatever went wrong, the thread must live on: start from a new connection.
+                logger.exception("AMQP consumer loop failed; reconnecting")
                 self._lost()
         self._shutdown()
 
@@ -365,6 +374,8 @@ class ConsumerLoop:
                                 )
                             if visibility is not None:
                                 held.deadline = now + visibility
+                    if got and visibility is not None:
+                        self._wake()  # the I/O thread sleeps until the earliest deadline
                     return got
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

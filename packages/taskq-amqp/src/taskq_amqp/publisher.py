@@ -113,6 +113,8 @@ class Publisher:
                     time.sleep(backoff.next())
                 except client.ChannelError as exc:
                     self._control = None
+                    if self._channel is None or not self._channel.is_open:
+                        self.drop()  # the publishing channel itself was closed: start over
                     raise TransportError(f"AMQP {what} refused: {exc}") from exc
 
     # -- confirms --------------------------------------------------------------------------
