@@ -461,16 +461,24 @@ class Consumer:
                 running[job.id] = job
                 batch.append(job)
             early = [job.delivery for job in batch if not job.policy.acks_late]
-            if early:
-                # Acknowledged before the task runs: acks_late is off for these tasks.
-                self._ack_now(early)
-                for job in batch:
-                    job.acked = not job.policy.acks_late
             if queueing is None:
+                if early:
+                    # Acknowledged before the task runs (acks_late is off for these tasks):
+                    # the solo pool runs it within apply().
+                    self._acknowledge_early(batch, early)
                 for job in batch:
                     self._start(job)
             elif batch:
                 queueing.apply_many([self._pool_job(job) for job in batch])
+                if early:
+                    # As Celery acknowledges once a child took the job: the job is on its way
+                    # while the broker round trip runs, and this thread alone reports its end.
+                    self._acknowledge_early(batch, early)
+
+    def _acknowledge_early(self, batch: list[Job], early: list[Delivery]) -> None:
+        self._ack_now(early)
+        for job in batch:
+            job.acked = not job.policy.acks_late
 
     def _start(self, job: Job) -> None:
         pool_job = self._pool_job(job)
