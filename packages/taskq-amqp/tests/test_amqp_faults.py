@@ -21,6 +21,9 @@ import pytest
 import redis
 
 from taskq import TaskQ
+from taskq.contracts import Delivery, QueueSpec, TransportError
+from taskq_amqp.transport import AmqpTransport
+from taskq_testing.factories import make_envelope, task_id_of
 from taskq_testing.waiting import wait_until
 
 APPS = Path(__file__).resolve().parent / "interop_apps"
@@ -201,3 +204,44 @@ def test_a_countdown_longer_than_consumer_timeout_runs_once(
         assert worker.alive(), worker.tail()
     finally:
         app.close()
+
+
+def test_a_transport_rides_out_a_stopped_broker(private_rabbit: Any, queue: str) -> None:
+    """While RabbitMQ is down a fetch comes back empty, a publish fails after its retry
+    window, settling is harmless; once it is back the same transport publishes and consumes
+    again, and what it held unacked when the connection dropped is delivered again."""
+    transport = AmqpTransport(private_rabbit.url, {"publish_retry_timeout": 1.0})
+    transport.connect()
+    try:
+        transport.declare_queue(QueueSpec(queue, routing_key=queue))
+        held = make_envelope(queue)
+        transport.publish(queue, held)
+        [delivery] = transport.fetch([queue], 1, 10.0)
+        private_rabbit.stop()
+        assert transport.fetch([queue], 1, 0.5) == []
+        with pytest.raises(TransportError):
+            transport.publish(queue, make_envelope(queue))
+        transport.ack([delivery])  # its connection is gone: nothing to settle
+        private_rabbit.start()
+        later = make_envelope(queue)
+        wait_until(lambda: _publishes(transport, queue, later), TIMEOUT, message="published")
+        got: list[Delivery] = []
+        wait_until(
+            lambda: got.extend(transport.fetch([queue], 10, 0.5)) or len(got) >= 2,
+            TIMEOUT,
+            message="both messages arrived",
+        )
+        assert sorted(task_id_of(d) for d in got) == sorted(map(task_id_of, (held, later)))
+        [again] = [d for d in got if task_id_of(d) == task_id_of(held)]
+        assert again.redelivered
+        transport.ack(got)
+    finally:
+        transport.close()
+
+
+def _publishes(transport: AmqpTransport, queue: str, envelope: Any) -> bool:
+    try:
+        transport.publish(queue, envelope)
+    except TransportError:
+        return False
+    return True

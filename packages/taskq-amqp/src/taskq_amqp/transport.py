@@ -30,7 +30,7 @@ from taskq_protocol import Envelope
 
 __all__ = ["AmqpTransport"]
 
-#: How long a fetch waits for the consuming connection to set up its consumers.
+#: How long a call waits for the I/O thread (settling, subscribing) before giving up.
 SETUP_TIMEOUT = 30.0
 
 
@@ -191,7 +191,9 @@ class AmqpTransport:
         deadline = time.monotonic() + timeout
         if consumer.needs_setup(names):
             try:
-                consumer.call(lambda: consumer.setup(names, limit), timeout=SETUP_TIMEOUT)
+                # Bounded by the fetch's own timeout (at least a second, for the round
+                # trips): a broker that is away must not hold up a worker's loop.
+                consumer.call(lambda: consumer.setup(names, limit), timeout=max(timeout, 1.0))
             except TransportError:
                 # Connection lost or not back yet: an empty fetch; the worker asks again.
                 consumer.wait_connected(max(deadline - time.monotonic(), 0.0))
