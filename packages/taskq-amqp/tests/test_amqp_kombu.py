@@ -7,7 +7,9 @@ kombu routes the way Celery 5.5+ does (``celery_delayed_27``) reaches a taskq co
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
+from kombu.messaging import Consumer
 from kombu.transport.native_delayed_delivery import (
     bind_queue_to_native_delayed_delivery_exchange,
     calculate_routing_key,
@@ -25,6 +28,7 @@ from kombu.transport.native_delayed_delivery import (
 from taskq.contracts import QueueSpec
 from taskq_amqp.transport import AmqpTransport
 from taskq_testing.factories import make_envelope, task_id_of
+from taskq_testing.waiting import wait_until
 
 pytestmark = pytest.mark.interop
 
@@ -216,3 +220,41 @@ def test_taskq_delayed_message_reaches_kombu(
     finally:
         simple.close()
     transport.delete_queue(queue_name)
+
+
+def test_events_cross_the_celeryev_topic_exchange(
+    kombu: Connection, transport: AmqpTransport
+) -> None:
+    """Celery's event layout: ``celeryev`` is a durable topic exchange, receivers bind ``#``,
+    senders route by event type (``task.succeeded``). A taskq subscriber gets kombu's event;
+    a kombu receiver gets taskq's broadcast with its routing key."""
+    inbox: list[Any] = []
+    unsubscribe = transport.subscribe("celeryev", inbox.append)
+    events = Exchange("celeryev", type="topic")
+    marker = str(uuid.uuid4())
+    with kombu.Producer() as producer:
+        producer.publish(
+            {"type": "task-succeeded", "uuid": marker},
+            exchange=events,
+            routing_key="task.succeeded",
+            serializer="json",
+        )
+    wait_until(lambda: any(marker.encode() in e.body for e in inbox), 10.0, message="taskq got it")
+    unsubscribe()
+
+    received: list[Any] = []
+    listen = Queue(f"taskq-test-ev-{uuid.uuid4().hex[:8]}", events, routing_key="#",
+                   exclusive=True, auto_delete=True)  # fmt: skip
+    channel: Any = kombu.channel()
+    with Consumer(channel, [listen], callbacks=[lambda body, msg: received.append(msg)]):
+        envelope = make_envelope("celeryev", headers={"x-event": marker})
+        envelope.properties["delivery_info"] = {"exchange": "celeryev", "routing_key": "task.sent"}
+        transport.broadcast("celeryev", envelope)
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError, socket.timeout):
+                kombu.drain_events(timeout=0.5)
+    channel.close()
+    assert received, "kombu's event receiver got taskq's broadcast"
+    assert received[0].delivery_info["routing_key"] == "task.sent"
+    assert received[0].headers["x-event"] == marker
