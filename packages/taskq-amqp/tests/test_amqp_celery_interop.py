@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ from kombu.entity import Exchange, Queue
 from taskq import TaskQ
 from taskq import chain as taskq_chain
 from taskq import signature as taskq_signature
+from taskq.contracts import QueueSpec
 from taskq_amqp.transport import AmqpTransport
+from taskq_testing.waiting import wait_until
 
 pytestmark = pytest.mark.interop
 
@@ -59,6 +62,10 @@ class Interop:
     celery: Celery
     taskq_queue: str
     celery_queue: str
+    #: Declared by both apps, consumed by no worker: shows where a message waits.
+    idle_queue: str
+    exchange: str
+    amqp_url: str
     taskq_worker: Any
     celery_worker: Any
 
@@ -87,9 +94,9 @@ def interop(
     amqp_url: str, results_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Interop]:
     prefix = f"taskq-test-{uuid.uuid4().hex[:12]}"
-    taskq_queue, celery_queue = f"{prefix}-tq", f"{prefix}-cq"
+    taskq_queue, celery_queue, idle_queue = f"{prefix}-tq", f"{prefix}-cq", f"{prefix}-idle"
     exchange = f"{prefix}-x"
-    names = [taskq_queue, celery_queue]
+    names = [taskq_queue, celery_queue, idle_queue]
     logs = tmp_path_factory.mktemp("amqp-interop")
     env = workers.environment(amqp_url, results_redis_url, exchange, names)
     celery_client = Celery(
@@ -114,7 +121,15 @@ def interop(
             lambda node: bool(taskq_client.control.ping(destination=[node], timeout=0.5))
         )
         yield Interop(
-            taskq_client, celery_client, taskq_queue, celery_queue, taskq_worker, celery_worker
+            taskq_client,
+            celery_client,
+            taskq_queue,
+            celery_queue,
+            idle_queue,
+            exchange,
+            amqp_url,
+            taskq_worker,
+            celery_worker,
         )
     finally:
         taskq_worker.stop()
@@ -228,3 +243,40 @@ def test_remote_control_crosses_both_ways(interop: Interop) -> None:
     from_celery = interop.celery.control.ping(destination=[taskq_node], timeout=5)
     assert from_celery, "the taskq worker answered Celery's ping"
     assert taskq_node in from_celery[0], from_celery
+
+
+@pytest.mark.parametrize("client", ["celery", "taskq"])
+def test_a_countdown_waits_in_the_broker_not_in_the_queue(interop: Interop, client: str) -> None:
+    """Either client's countdown goes through the delay levels: the destination queue is
+    empty until the countdown has passed, then holds the message, which nobody consumes.
+
+    The queue is declared as a taskq worker declares what it consumes, which binds it to
+    ``celery_delayed_delivery``: Celery binds only the queues its workers consume, and drops
+    a countdown to any other queue when it leaves the last level."""
+    observer = AmqpTransport(interop.amqp_url, {})
+    observer.connect()
+    try:
+        [spec] = _queues(interop.exchange, [interop.idle_queue])
+        observer.declare_queue(
+            QueueSpec(
+                spec["name"],
+                exchange=spec["exchange"],
+                exchange_type="topic",
+                routing_key=spec["routing_key"],
+                arguments=spec["queue_arguments"],
+            )
+        )
+        observer.purge(interop.idle_queue)
+        sender: Any = interop.celery if client == "celery" else interop.taskq
+        sent = time.monotonic()
+        sender.send_task("interop.add", (1, 1), queue=interop.idle_queue, countdown=3)
+        assert observer.queue_length(interop.idle_queue) == 0, "it waits in celery_delayed_*"
+        wait_until(
+            lambda: observer.queue_length(interop.idle_queue) == 1,
+            TIMEOUT,
+            message="it reached the queue after its countdown",
+        )
+        assert time.monotonic() - sent >= 2.9
+        assert observer.purge(interop.idle_queue) == 1
+    finally:
+        observer.close()
