@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from taskq.contracts import Delivery
+from taskq_protocol import Envelope
 from taskq_worker.fetcher import Holdings
 from taskq_worker.pace import HORIZON, PER_PROCESS, PERIOD, Pace
 
@@ -43,3 +45,20 @@ def test_holdings_claim_the_prefetch_plus_the_window() -> None:
     holdings.taken([], 10)
     holdings.widen(0)
     assert holdings.claim() == 4
+
+
+def test_the_fetcher_thread_fills_the_last_free_slot() -> None:
+    """Waiting on queues found empty, the worker takes messages as they come until its
+    prefetch is full, as Celery's does, not only a batch's worth at a time."""
+    holdings = Holdings(4)
+    assert holdings.claim_when_handed_over(0.0) == 4
+    holdings.taken([_delivery(str(n)) for n in range(3)], 4)  # short: the queue ran dry
+    assert holdings.claim_when_handed_over(0.0) == 1
+
+
+def _delivery(tag: str) -> Delivery:
+    return Delivery(
+        queue="celery",
+        envelope=Envelope.create(b"{}", content_type="application/json", content_encoding="utf-8"),
+        tag=tag,
+    )

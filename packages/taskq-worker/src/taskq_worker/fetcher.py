@@ -44,9 +44,10 @@ class Holdings:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.extra = 0
-        #: Fetch once this much room is free (or the worker is idle), not for every slot
-        #: that frees up: fewer, larger fetches while the rest of the prefetch keeps the
-        #: pool busy.
+        #: The consumer fetches once this much room is free, not for every slot that frees
+        #: up: fewer, larger fetches while the rest of the prefetch keeps the pool busy. The
+        #: fetcher thread, which waits for messages on queues found empty, fetches for any
+        #: room, so the worker fills its prefetch as Celery's does when messages trickle in.
         self.batch = max(limit // 2, 1)
         # Reentrant: a shutdown signal's handler closes the holdings on the main thread, which
         # may be the consumer's, interrupted while it held the lock.
@@ -64,12 +65,12 @@ class Holdings:
             return self._claim()
 
     def claim_when_handed_over(self, timeout: float) -> int:
-        """For the fetcher thread: :meth:`claim`, once fetching was handed over to it and a
-        batch's worth of room is free, waiting up to ``timeout``; 0 if that did not happen."""
+        """For the fetcher thread: the free room, once fetching was handed over to it and
+        there is any, waiting up to ``timeout``; 0 if that did not happen."""
         with self._cond:
             if timeout > 0:
                 self._cond.wait_for(lambda: self.closed or self._wanted(), timeout)
-            return self._claim() if self.handed_over else 0
+            return self._claim(1) if self.handed_over else 0
 
     def hand_over(self) -> None:
         """The queues look empty: the fetcher thread waits for messages from now on."""
@@ -100,15 +101,15 @@ class Holdings:
     def _room(self) -> int:
         return self.limit + self.extra - self._count - self._claimed
 
-    def _claim(self) -> int:
+    def _claim(self, least: int | None = None) -> int:
         room = self._room()
-        if self.closed or room < self.batch:
+        if self.closed or room < (self.batch if least is None else least):
             return 0
         self._claimed += room
         return room
 
     def _wanted(self) -> bool:
-        return self.handed_over and self._room() >= self.batch
+        return self.handed_over and self._room() > 0
 
     def settled(self, deliveries: Iterable[Delivery]) -> None:
         """The broker knows the fate of these deliveries: stop extending them."""
@@ -120,10 +121,10 @@ class Holdings:
         """Tasks left the worker: room for as many new ones."""
         with self._cond:
             self._count -= count
-            # Wake the fetcher only if it fetches and a batch's worth of room just appeared:
-            # waking a thread costs more than anything else done per task here.
+            # Wake the fetcher only if it fetches and it had no room before: waking a thread
+            # costs more than anything else done per task here.
             room = self._room()
-            if self.handed_over and room >= self.batch and room - count < self.batch:
+            if self.handed_over and room > 0 and room - count <= 0:
                 self._cond.notify()
 
     def pause(self, seconds: float) -> None:
