@@ -120,18 +120,25 @@ def test_a_wait_that_times_out_leaves_the_connection_usable(
         assert waiter.wait([meta.task_id], 5) == {meta.task_id: meta}
 
 
-def test_one_round_trip_reads_a_stored_result_on_resp3(
-    open_backend: OpenBackend, raw: redis.Redis
-) -> None:
-    waiter, writer = open_backend(3), open_backend(3)
-    warm = make_meta(result="warm")
-    writer.store(warm)
-    assert waiter.wait([warm.task_id], 5) == {warm.task_id: warm}  # connected
-    meta = make_meta(result="stored")
-    writer.store(meta)
-    raw.config_resetstat()
-    assert waiter.wait([meta.task_id], 5) == {meta.task_id: meta}
-    stats: dict[str, Any] = raw.info("commandstats")  # pyright: ignore[reportAssignmentType]
+def test_one_round_trip_reads_a_stored_result_on_resp3(start_redis: Callable[..., Any]) -> None:
+    # A private server: command counts are server-wide.
+    server = start_redis()
+    opened: list[RedisBackend] = []
+    raw = redis.Redis.from_url(server.url)
+    try:
+        waiter, writer = _backend(server.url, opened, 3), _backend(server.url, opened, 3)
+        warm = make_meta(result="warm")
+        writer.store(warm)
+        assert waiter.wait([warm.task_id], 5) == {warm.task_id: warm}  # connected
+        meta = make_meta(result="stored")
+        writer.store(meta)
+        raw.config_resetstat()
+        assert waiter.wait([meta.task_id], 5) == {meta.task_id: meta}
+        stats: dict[str, Any] = raw.info("commandstats")  # pyright: ignore[reportAssignmentType]
+    finally:
+        raw.close()
+        for backend in opened:
+            backend.close()
     # The GET went out with the SUBSCRIBE; no MGET before it, none after the confirmation.
     assert "cmdstat_mget" not in stats
     assert stats["cmdstat_get"]["calls"] == 1

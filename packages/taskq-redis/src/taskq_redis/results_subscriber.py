@@ -196,15 +196,14 @@ class ResultSubscriber:
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         while True:
             with self._lock:
-                if self._reader is None:
-                    # Leaving, or about to read: either way a sleeper may need the role.
-                    self._wake_sleeper_locked()
                 if subscription.inbox or subscription.generation != seen_generation:
+                    self._leaving_locked()
                     return self._drain_locked(subscription)
                 if subscription.closed:
                     raise BackendError("the Redis result backend was closed while waiting")
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
+                    self._leaving_locked()
                     return []
                 reading = self._reader is None
                 if reading:
@@ -232,6 +231,12 @@ class ResultSubscriber:
         with self._lock:
             if self._reader is subscription:
                 self._reader = None
+            self._wake_sleeper_locked()
+
+    def _leaving_locked(self) -> None:
+        """A waiter leaves take(): if nobody reads, a sleeper (woken to take the reading
+        over, perhaps this very waiter) must get the role."""
+        if self._reader is None:
             self._wake_sleeper_locked()
 
     def _wake_sleeper_locked(self) -> None:
@@ -332,6 +337,9 @@ class ResultSubscriber:
                 continue
             except CONNECTION_ERRORS as exc:
                 self._lost(connection, str(exc))
+                continue
+            except redis.RedisError as exc:  # a reply the parser cannot read: start afresh
+                self._lost(connection, f"unreadable reply: {exc}")
                 continue
             pinged = False
             self._file(connection, reply)

@@ -11,6 +11,7 @@ of the batch, so project code that hooks it (context propagation, say) still run
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -86,11 +87,20 @@ class Plan:
 
 def _overrides_apply_async(task: Task[Any, Any]) -> bool:
     """Whether the task's class (or a class before ``Task`` in its MRO) defines
-    ``apply_async``."""
-    from taskq.task import Task
+    ``apply_async``; asked once per class (a group asks it for every member)."""
+    klass = type(task)
+    found = _OVERRIDES.get(klass)
+    if found is None:
+        from taskq.task import Task
 
-    mro: tuple[type, ...] = type(task).__mro__
-    return any("apply_async" in vars(klass) for klass in mro[: mro.index(Task)])
+        mro: tuple[type, ...] = klass.__mro__
+        found = _OVERRIDES[klass] = any(
+            "apply_async" in vars(base) for base in mro[: mro.index(Task)]
+        )
+    return found
+
+
+_OVERRIDES: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
 
 
 def record_child(app: TaskQ, result: AsyncResult[Any] | GroupResult | None) -> None:
