@@ -109,8 +109,13 @@ class Subscription:
         self.closed = False
         #: Channels not yet confirmed on the current connection (the subscriber's to count).
         self.missing = len(channels)
-        #: Set when there is something to take, or when this waiter should become the reader.
-        self.event = threading.Event()
+        #: Set when there is something to take, or when this waiter should become the reader;
+        #: made the first time the waiter sleeps (a lone waiter reads and never sleeps).
+        self.event: threading.Event | None = None
+
+    def wake(self) -> None:
+        if self.event is not None:
+            self.event.set()
 
 
 class ResultSubscriber:
@@ -194,6 +199,7 @@ class ResultSubscriber:
         """The messages received so far, waiting up to ``timeout`` for one, or for the
         generation to move past ``seen_generation``, or for the subscriber to close."""
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        event: threading.Event | None = None
         while True:
             with self._lock:
                 if subscription.inbox or subscription.generation != seen_generation:
@@ -209,15 +215,18 @@ class ResultSubscriber:
                 if reading:
                     self._reader = subscription
                 else:
-                    subscription.event.clear()
+                    event = subscription.event
+                    if event is None:
+                        event = subscription.event = threading.Event()
+                    event.clear()
                     self._sleeping.add(subscription)
             if reading:
                 try:
                     self._read_until(subscription, seen_generation, deadline)
                 finally:
                     self._pass_reading(subscription)
-            else:
-                subscription.event.wait(remaining)
+            elif event is not None:
+                event.wait(remaining)
                 with self._lock:
                     self._sleeping.discard(subscription)
 
@@ -241,7 +250,7 @@ class ResultSubscriber:
 
     def _wake_sleeper_locked(self) -> None:
         for sleeper in self._sleeping:
-            sleeper.event.set()
+            sleeper.wake()
             break
 
     # -- sending (under the lock) -------------------------------------------------------------
@@ -364,7 +373,7 @@ class ResultSubscriber:
     def _deliver_locked(self, channel: bytes, payload: bytes) -> None:
         for subscription in self._interest.get(channel, ()):
             subscription.inbox.append((channel, payload))
-            subscription.event.set()
+            subscription.wake()
 
     def _confirm_locked(self, channel: bytes) -> None:
         left = self._unconfirmed.get(channel, 0) - 1
@@ -380,7 +389,7 @@ class ResultSubscriber:
             subscription.missing -= 1
             if subscription.missing == 0 and not self._resp3:
                 subscription.generation += 1
-                subscription.event.set()
+                subscription.wake()
 
     def _ping_locked(self, connection: _Connection) -> None:
         try:
@@ -465,4 +474,4 @@ class ResultSubscriber:
             for listeners in self._interest.values():
                 for subscription in listeners:
                     subscription.closed = True
-                    subscription.event.set()
+                    subscription.wake()
