@@ -101,13 +101,10 @@ def queue_counts(channels: ChannelSource, name: str) -> int:
 
 
 def declare_delayed_levels(channels: ChannelSource, queue_type: str) -> None:
-    """The 28 levels and the delivery exchange, unless a Celery worker declared them."""
-    try:
-        channels().exchange_declare(delayed.DELIVERY_EXCHANGE, "topic", passive=True)
-        channels().queue_declare(delayed.level_name(0), passive=True)
-        return
-    except client.NotFound:
-        pass
+    """The 28 levels, the delivery exchange and their bindings, all of them every time
+    (once per connection): a check that they exist could see another process's layout
+    half-built, and a message sent into a missing binding is dropped without a word.
+    Queues a Celery worker declared with another type are left as they are."""
     for level in delayed.level_queues(queue_type):
         channels().exchange_declare(level.name, "topic", durable=True, auto_delete=False)
         # Declared by Celery with its configured queue type: it exists.
