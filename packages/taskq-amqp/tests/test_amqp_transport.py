@@ -174,3 +174,18 @@ def test_stream_queue_round_trip(transport: AmqpTransport) -> None:
     assert task_id_of(delivery) == task_id_of(envelope)
     transport.ack([delivery])
     transport.delete_queue(queue)
+
+
+def test_prefetch_follows_the_fetch_limit(transport: AmqpTransport) -> None:
+    """basic.qos: a consumer started by fetch(limit=2) holds at most 2 of 10 messages; the
+    rest stay ready in the queue for other workers until those 2 are settled."""
+    queue = _name("queue")
+    transport.declare_queue(QueueSpec(queue, routing_key=queue))
+    for _ in range(10):
+        transport.publish(queue, make_envelope(queue))
+    first = transport.fetch([queue], 2, 5.0)
+    assert len(first) == 2
+    assert transport.queue_length(queue) == 8
+    assert transport.fetch([queue], 2, 0.2) != []  # window full: consumer restarted, 2 more
+    assert transport.queue_length(queue) == 6
+    transport.delete_queue(queue)
