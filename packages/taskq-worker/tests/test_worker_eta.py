@@ -16,6 +16,7 @@ import pytest
 
 from taskq_protocol import Envelope, TaskMessage, jsoncodec, states
 from taskq_testing.waiting import wait_until
+from taskq_worker import consumer as consumer_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -86,3 +87,29 @@ def test_a_held_task_can_be_revoked_before_its_eta() -> None:
     finally:
         worker.stop()
     assert held not in ran
+
+
+def test_a_held_task_is_scheduled_not_reserved_and_goes_back_at_shutdown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(consumer_module, "ETA_HOLD", 60.0)  # hold it long enough to look
+    app = memory_app()
+
+    @app.task(name="tests.never")
+    def never() -> None:
+        raise AssertionError("ran before its ETA")
+
+    running = RunningWorker(app, pool="threads", concurrency=1).start()
+    try:
+        key = str(uuid.uuid4())
+        eta = datetime.now(timezone.utc) + timedelta(seconds=30)
+        app.transport.publish("celery", _envelope(never.name, key, eta))
+        consumer = running.worker._consumer  # pyright: ignore[reportPrivateUsage]
+        assert consumer is not None
+        wait_until(lambda: bool(consumer.scheduled()), 10, message="held by the worker")
+        [(at, job)] = consumer.scheduled()
+        assert (job.id, at) == (key, pytest.approx(eta.timestamp()))
+        assert consumer.waiting() == []
+    finally:
+        running.stop()
+    assert app.transport.queue_length("celery") == 1, "unacknowledged, back to the broker"

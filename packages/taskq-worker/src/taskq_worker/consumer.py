@@ -699,10 +699,15 @@ class Consumer:
         self.limits.set_rate(name, rate)
         return True
 
+    def scheduled(self) -> list[tuple[float, Job]]:
+        """Jobs held until their near ETA (a Unix time), soonest first: Celery's
+        ``inspect scheduled``."""
+        return [(eta, job) for eta, _, job in sorted(self._scheduled)]
+
     def waiting(self) -> list[Job]:
-        """Jobs received and not started: ready, rate-limited, parked and scheduled ones."""
+        """Jobs received, due and not started: ready, rate-limited and parked ones (Celery's
+        ``inspect reserved``; a job waiting for its ETA is reserved once it is due)."""
         jobs = list(self.ready)
-        jobs += [job for _, _, job in sorted(self._scheduled)]
         if self.limits:
             jobs += list(self.limits)
         for parked in self._parked.values():
