@@ -110,6 +110,14 @@ def test_a_held_task_is_scheduled_not_reserved_and_goes_back_at_shutdown(
         [(at, job)] = consumer.scheduled()
         assert (job.id, at) == (key, pytest.approx(eta.timestamp()))
         assert consumer.waiting() == []
+        [scheduled] = app.control.broadcast("scheduled", reply=True, timeout=5.0, limit=1)
+        [reserved] = app.control.broadcast("reserved", reply=True, timeout=5.0, limit=1)
     finally:
         running.stop()
     assert app.transport.queue_length("celery") == 1, "unacknowledged, back to the broker"
+    # inspect scheduled answers as Celery's worker does; inspect reserved leaves it out.
+    [(node, [entry])] = scheduled.items()
+    assert datetime.fromisoformat(entry["eta"]).timestamp() == pytest.approx(eta.timestamp())
+    assert entry["priority"] == 0
+    assert entry["request"]["id"] == key
+    assert reserved[node] == []

@@ -1,6 +1,6 @@
 """Answering remote control: ``revoke``, ``ping``, ``shutdown``, ``rate_limit`` and the
-read-only inspections (``stats``, ``active``, ``reserved``, ``registered``, ``revoked``,
-``active_queues``).
+read-only inspections (``stats``, ``active``, ``reserved``, ``scheduled``, ``registered``,
+``revoked``, ``active_queues``).
 
 Requests arrive in Celery's pidbox layout (:mod:`taskq.control`) on the transport's thread
 and are handled on the consumer thread, which owns the state they read and change. A request
@@ -18,6 +18,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from taskq.contracts import Transport, TransportError
@@ -86,6 +87,7 @@ class RemoteControl:
             "stats": self.stats,
             "active": self.active,
             "reserved": self.reserved,
+            "scheduled": self.scheduled,
             "registered": self.registered,
             "revoked": self.revoked,
             "active_queues": self.active_queues,
@@ -199,6 +201,17 @@ class RemoteControl:
 
     def reserved(self, consumer: Consumer, **_: Any) -> Reply:
         return [job.info(self.hostname) for job in consumer.waiting()]
+
+    def scheduled(self, consumer: Consumer, **_: Any) -> Reply:
+        """Jobs held until their ETA, in Celery's shape: ``{"eta", "priority", "request"}``."""
+        return [
+            {
+                "eta": datetime.fromtimestamp(eta, timezone.utc).isoformat(),
+                "priority": job.delivery_info.get("priority") or 0,
+                "request": job.info(self.hostname),
+            }
+            for eta, job in consumer.scheduled()
+        ]
 
     def registered(self, consumer: Consumer, **_: Any) -> Reply:
         return sorted(consumer.app.tasks)
