@@ -1,13 +1,15 @@
-"""Fixtures for taskq-amqp's tests: the shared RabbitMQ, or a private one for fault tests."""
+"""Fixtures for taskq-amqp's tests: the shared RabbitMQ, or a private one for fault tests, and
+the worker apps in ``interop_apps/`` that real worker processes run."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import amqp  # pyright: ignore[reportMissingTypeStubs]
@@ -15,6 +17,9 @@ import pytest
 
 from taskq_testing.plugin import require_server, server_missing
 from taskq_testing.servers import ServerProcess, ServerStartError, free_port
+from taskq_testing.worker_processes import InteropApps
+
+APPS = Path(__file__).resolve().parent / "interop_apps"
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +37,26 @@ def results_redis_url() -> str:
     return require_server(
         "Redis", "TASKQ_TEST_AMQP_RESULTS_URL", "redis://127.0.0.1:6379/12", default_port=6379
     )
+
+
+@pytest.fixture(scope="session")
+def interop_apps() -> Callable[..., InteropApps]:
+    """``interop_apps(amqp_url, redis_url, exchange, queues)``: the apps in ``interop_apps/``
+    on that broker, with results and counts in that Redis; ``queues`` (a topic ``exchange``'s
+    quorum queues) are declared by both apps, none when empty (plain durable queues)."""
+
+    def configure(
+        amqp_url: str, redis_url: str, exchange: str = "", queues: Sequence[str] = ()
+    ) -> InteropApps:
+        variables = {
+            "INTEROP_AMQP_URL": amqp_url,
+            "INTEROP_REDIS_URL": redis_url,
+            "INTEROP_EXCHANGE": exchange,
+            "INTEROP_QUEUES": json.dumps(list(queues)),
+        }
+        return InteropApps(APPS, "amqp_taskq_side", "amqp_celery_side", variables)
+
+    return configure
 
 
 # -- a private rabbitmq-server (fault tests) ----------------------------------------------------

@@ -11,15 +11,11 @@ Redis (both sides' Redis result backend).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -33,27 +29,11 @@ from taskq import signature as taskq_signature
 from taskq.contracts import QueueSpec
 from taskq_amqp.transport import AmqpTransport
 from taskq_testing.waiting import wait_until
+from taskq_testing.worker_processes import InteropApps, StartedWorkers, WorkerProcess, answers_ping
 
 pytestmark = pytest.mark.interop
 
-APPS = Path(__file__).resolve().parent / "interop_apps"
 TIMEOUT = 30.0
-
-
-def _load(name: str) -> ModuleType:
-    """A helper module from interop_apps/ (importlib mode cannot import siblings)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, APPS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-workers = _load("amqp_worker_processes")
 
 
 @dataclass
@@ -66,8 +46,8 @@ class Interop:
     idle_queue: str
     exchange: str
     amqp_url: str
-    taskq_worker: Any
-    celery_worker: Any
+    taskq_worker: WorkerProcess
+    celery_worker: WorkerProcess
 
     def logs(self) -> str:
         return (
@@ -91,14 +71,17 @@ def _queues(exchange: str, names: list[str]) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def interop(
-    amqp_url: str, results_redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    amqp_url: str,
+    results_redis_url: str,
+    interop_apps: Callable[..., InteropApps],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Interop]:
     prefix = f"taskq-test-{uuid.uuid4().hex[:12]}"
     taskq_queue, celery_queue, idle_queue = f"{prefix}-tq", f"{prefix}-cq", f"{prefix}-idle"
     exchange = f"{prefix}-x"
     names = [taskq_queue, celery_queue, idle_queue]
     logs = tmp_path_factory.mktemp("amqp-interop")
-    env = workers.environment(amqp_url, results_redis_url, exchange, names)
+    apps = interop_apps(amqp_url, results_redis_url, exchange, names)
     celery_client = Celery(
         "interop-client", broker=amqp_url, backend=results_redis_url, set_as_current=False
     )
@@ -111,29 +94,24 @@ def interop(
         "interop-client", broker=amqp_url, backend=results_redis_url, set_as_current=False
     )
     taskq_client.conf.task_queues = _queues(exchange, names)
-    celery_worker = workers.start_celery_worker(env, logs / "celery.log", [celery_queue])
-    taskq_worker = workers.start_taskq_worker(env, logs / "taskq.log", [taskq_queue])
     try:
-        celery_worker.wait_ready(
-            lambda node: bool(celery_client.control.ping(destination=[node], timeout=0.5))
-        )
-        taskq_worker.wait_ready(
-            lambda node: bool(taskq_client.control.ping(destination=[node], timeout=0.5))
-        )
-        yield Interop(
-            taskq_client,
-            celery_client,
-            taskq_queue,
-            celery_queue,
-            idle_queue,
-            exchange,
-            amqp_url,
-            taskq_worker,
-            celery_worker,
-        )
+        with StartedWorkers() as started:
+            celery_worker = started.add(apps.celery_worker(logs / "celery.log", [celery_queue]))
+            taskq_worker = started.add(apps.taskq_worker(logs / "taskq.log", [taskq_queue]))
+            celery_worker.wait_ready(answers_ping(celery_client))
+            taskq_worker.wait_ready(answers_ping(taskq_client))
+            yield Interop(
+                taskq_client,
+                celery_client,
+                taskq_queue,
+                celery_queue,
+                idle_queue,
+                exchange,
+                amqp_url,
+                taskq_worker,
+                celery_worker,
+            )
     finally:
-        taskq_worker.stop()
-        celery_worker.stop()
         taskq_client.close()
         celery_client.close()
         cleanup = AmqpTransport(amqp_url, {})

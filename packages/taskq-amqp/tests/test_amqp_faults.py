@@ -8,13 +8,10 @@ Redis (HINCRBY per task), so a count tells how often a task really ran.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,34 +22,28 @@ from taskq.contracts import Delivery, QueueSpec, TransportError
 from taskq_amqp.transport import AmqpTransport
 from taskq_testing.factories import make_envelope, task_id_of
 from taskq_testing.waiting import wait_until
+from taskq_testing.worker_processes import InteropApps, StartedWorkers, WorkerProcess, answers_ping
 
-APPS = Path(__file__).resolve().parent / "interop_apps"
 TIMEOUT = 60.0
 
-
-def _load(name: str) -> ModuleType:
-    """A helper module from interop_apps/ (importlib mode cannot import siblings)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, APPS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-workers = _load("amqp_worker_processes")
+StartWorker = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
-def started() -> Iterator[list[Any]]:
-    """Worker processes a test started; all stopped at its end (killed if they hang)."""
-    processes: list[Any] = []
-    yield processes
-    for process in processes:
-        process.stop()
+def start_worker(
+    interop_apps: Callable[..., InteropApps], results_redis_url: str, tmp_path: Path
+) -> Iterator[StartWorker]:
+    """``start_worker(amqp_url, queue, **kw)`` starts a ``taskq worker`` on that broker; all
+    are stopped at the test's end (killed if they hang)."""
+    with StartedWorkers() as started:
+
+        def start(amqp_url: str, queue: str, **kw: Any) -> WorkerProcess:
+            # No task_queues: the worker consumes ``queue`` as a plain durable queue (-Q).
+            apps = interop_apps(amqp_url, results_redis_url)
+            log = tmp_path / f"w{len(started)}.log"
+            return started.add(apps.taskq_worker(log, [queue], **kw))
+
+        yield start
 
 
 @pytest.fixture
@@ -67,23 +58,12 @@ def probe(results_redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def _env(amqp_url: str, results_url: str, queue: str) -> dict[str, str]:
-    # No task_queues: the worker consumes ``queue`` as a plain durable queue (-Q).
-    return workers.environment(amqp_url, results_url, "", [])
-
-
-def _start(started: list[Any], tmp_path: Path, env: dict[str, str], queue: str, **kw: Any) -> Any:
-    worker = workers.start_taskq_worker(env, tmp_path / f"w{len(started)}.log", [queue], **kw)
-    started.append(worker)
-    return worker
-
-
 def _client(amqp_url: str, results_url: str) -> TaskQ:
     return TaskQ("faults-client", broker=amqp_url, backend=results_url, set_as_current=False)
 
 
-def _ready(app: TaskQ, worker: Any) -> None:
-    worker.wait_ready(lambda node: bool(app.control.ping(destination=[node], timeout=0.5)))
+def _ready(app: TaskQ, worker: WorkerProcess) -> None:
+    worker.wait_ready(answers_ping(app))
 
 
 def _counts(probe: redis.Redis, key: str) -> dict[str, int]:
@@ -94,8 +74,7 @@ def test_broker_restart_under_load_loses_nothing_and_the_worker_resumes(
     private_rabbit: Any,
     results_redis_url: str,
     probe: redis.Redis,
-    started: list[Any],
-    tmp_path: Path,
+    start_worker: StartWorker,
     queue: str,
 ) -> None:
     """200 tasks; RabbitMQ is stopped and started again once 40 have run.
@@ -106,7 +85,7 @@ def test_broker_restart_under_load_loses_nothing_and_the_worker_resumes(
     """
     url = private_rabbit.url
     key = f"{queue}-counts"
-    worker = _start(started, tmp_path, _env(url, results_redis_url, queue), queue, concurrency=4)
+    worker = start_worker(url, queue, concurrency=4)
     app = _client(url, results_redis_url)
     try:
         _ready(app, worker)
@@ -139,14 +118,12 @@ def test_a_killed_workers_unacked_tasks_run_again(
     private_rabbit: Any,
     results_redis_url: str,
     probe: redis.Redis,
-    started: list[Any],
-    tmp_path: Path,
+    start_worker: StartWorker,
     queue: str,
 ) -> None:
     url = private_rabbit.url
     key = f"{queue}-counts"
-    env = _env(url, results_redis_url, queue)
-    doomed = _start(started, tmp_path, env, queue, concurrency=2)
+    doomed = start_worker(url, queue, concurrency=2)
     app = _client(url, results_redis_url)
     try:
         _ready(app, doomed)
@@ -160,7 +137,7 @@ def test_a_killed_workers_unacked_tasks_run_again(
         )
         doomed.kill()
         assert _counts(probe, key) == {}, "nothing finished before the kill"
-        rescuer = _start(started, tmp_path, env, queue, concurrency=4)
+        rescuer = start_worker(url, queue, concurrency=4)
         _ready(app, rescuer)
         wait_until(
             lambda: set(_counts(probe, key)) == set(fields),
@@ -178,8 +155,7 @@ def test_a_countdown_longer_than_consumer_timeout_runs_once(
     private_rabbit: Any,
     results_redis_url: str,
     probe: redis.Redis,
-    started: list[Any],
-    tmp_path: Path,
+    start_worker: StartWorker,
     queue: str,
 ) -> None:
     """consumer_timeout is 4 s on the private server (checked every second): a worker
@@ -187,7 +163,7 @@ def test_a_countdown_longer_than_consumer_timeout_runs_once(
     The countdown waits in the broker's delay levels instead, so nobody holds it."""
     url = private_rabbit.url
     key = f"{queue}-counts"
-    worker = _start(started, tmp_path, _env(url, results_redis_url, queue), queue, concurrency=2)
+    worker = start_worker(url, queue, concurrency=2)
     app = _client(url, results_redis_url)
     try:
         _ready(app, worker)

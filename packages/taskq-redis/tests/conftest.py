@@ -8,22 +8,29 @@ With none of these the test skips with the reason, or fails under ``CI=true``.
 socket, Sentinel), started from the same binary; ``start_redis(*args)`` starts more of them.
 ``sentinel_url``: a Sentinel watching a private master named ``mymaster``.
 
+``interop_apps(url, transport_options)``: the worker apps in ``interop_apps/`` (a taskq app and
+a Celery app on one Redis), to start real worker processes from.
+
 Every test isolates itself by key names (``unique_name``), never by flushing a database.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from taskq_testing.plugin import server_missing
 from taskq_testing.servers import ServerProcess, binary_or_none, free_port
+from taskq_testing.worker_processes import InteropApps
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+APPS = Path(__file__).resolve().parent / "interop_apps"
 
 
 def _answers(url: str) -> bool:
@@ -146,3 +153,20 @@ def sentinel_url(
     )
     with process:
         yield f"sentinel://127.0.0.1:{port}"
+
+
+ConfigureApps = Callable[..., InteropApps]
+
+
+@pytest.fixture(scope="session")
+def interop_apps() -> ConfigureApps:
+    """``interop_apps/`` for real workers: broker, results and counts all on ``url``."""
+
+    def configure(url: str, transport_options: Mapping[str, Any] | None = None) -> InteropApps:
+        variables = {
+            "INTEROP_REDIS_URL": url,
+            "INTEROP_TRANSPORT_OPTIONS": json.dumps(dict(transport_options or {})),
+        }
+        return InteropApps(APPS, "taskq_side", "celery_side", variables)
+
+    return configure

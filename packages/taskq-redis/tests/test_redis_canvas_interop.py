@@ -15,14 +15,10 @@ and a worker's default queue is no test's.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -33,25 +29,9 @@ from celery import canvas as celery_canvas
 from taskq import TaskQ
 from taskq import canvas as taskq_canvas
 from taskq_testing.waiting import wait_until
+from taskq_testing.worker_processes import InteropApps, StartedWorkers, WorkerProcess, answers_ping
 
-APPS = Path(__file__).resolve().parent / "interop_apps"
 TIMEOUT = 20.0
-
-
-def _load(name: str) -> ModuleType:
-    """A helper module from interop_apps/ (importlib mode cannot import siblings)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, APPS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-workers = _load("worker_processes")
 
 
 @dataclass
@@ -62,18 +42,22 @@ class Sides:
     taskq: TaskQ
     celery: Celery
     queues: dict[str, str]
-    workers: dict[str, Any]
+    workers: dict[str, WorkerProcess]
 
     def logs(self) -> str:
         return "\n".join(f"--- {side} worker\n{w.tail()}" for side, w in self.workers.items())
 
 
 @pytest.fixture(scope="module")
-def sides(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sides]:
+def sides(
+    redis_url: str,
+    interop_apps: Callable[..., InteropApps],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Sides]:
     prefix = f"taskq-test-{uuid.uuid4().hex[:12]}"
     queues = {"taskq": f"{prefix}-canvas-tq", "celery": f"{prefix}-canvas-cq"}
     logs = tmp_path_factory.mktemp("canvas-interop")
-    env = workers.environment(redis_url)
+    apps = interop_apps(redis_url)
     celery_client = Celery(
         "canvas-interop-client", broker=redis_url, backend=redis_url, set_as_current=False
     )
@@ -82,26 +66,21 @@ def sides(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     )
     # Countdowns go to the list with their eta, as Celery sends them (see the interop tests).
     taskq_client.conf.broker_transport_options = {"delayed_delivery": False}
-    celery_worker = workers.start_celery_worker(env, logs / "celery.log", [queues["celery"]])
-    taskq_worker = workers.start_taskq_worker(env, logs / "taskq.log", [queues["taskq"]])
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        celery_worker.wait_ready(
-            lambda node: bool(celery_client.control.ping(destination=[node], timeout=0.5))
-        )
-        taskq_worker.wait_ready(
-            lambda node: bool(taskq_client.control.ping(destination=[node], timeout=0.5))
-        )
-        yield Sides(
-            client,
-            taskq_client,
-            celery_client,
-            queues,
-            {"taskq": taskq_worker, "celery": celery_worker},
-        )
+        with StartedWorkers() as started:
+            celery_worker = started.add(apps.celery_worker(logs / "celery.log", [queues["celery"]]))
+            taskq_worker = started.add(apps.taskq_worker(logs / "taskq.log", [queues["taskq"]]))
+            celery_worker.wait_ready(answers_ping(celery_client))
+            taskq_worker.wait_ready(answers_ping(taskq_client))
+            yield Sides(
+                client,
+                taskq_client,
+                celery_client,
+                queues,
+                {"taskq": taskq_worker, "celery": celery_worker},
+            )
     finally:
-        taskq_worker.stop()
-        celery_worker.stop()
         taskq_client.close()
         celery_client.close()
         client.close()

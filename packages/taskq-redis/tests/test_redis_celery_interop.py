@@ -15,17 +15,14 @@ from that queue (see ``test_a_default_delayed_countdown_reaches_the_shared_queue
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -41,25 +38,9 @@ from taskq import chain as taskq_chain
 from taskq import signature as taskq_signature
 from taskq_protocol import states
 from taskq_testing.waiting import wait_until
+from taskq_testing.worker_processes import InteropApps, StartedWorkers, WorkerProcess, answers_ping
 
-APPS = Path(__file__).resolve().parent / "interop_apps"
 TIMEOUT = 20.0
-
-
-def _load(name: str) -> ModuleType:
-    """A helper module from interop_apps/ (importlib mode cannot import siblings)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, APPS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-workers = _load("worker_processes")
 
 
 @dataclass
@@ -70,8 +51,8 @@ class Interop:
     taskq_queue: str
     celery_queue: str
     shared_queue: str
-    taskq_worker: Any
-    celery_worker: Any
+    taskq_worker: WorkerProcess
+    celery_worker: WorkerProcess
 
     def logs(self) -> str:
         return (
@@ -80,20 +61,16 @@ class Interop:
         )
 
 
-def _celery_answers(app: Celery, node: str) -> bool:
-    return bool(app.control.ping(destination=[node], timeout=0.5))
-
-
-def _taskq_answers(app: TaskQ, node: str) -> bool:
-    return bool(app.control.ping(destination=[node], timeout=0.5))
-
-
 @pytest.fixture(scope="module")
-def interop(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
+def interop(
+    redis_url: str,
+    interop_apps: Callable[..., InteropApps],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Interop]:
     prefix = f"taskq-test-{uuid.uuid4().hex[:12]}"
     taskq_queue, celery_queue, shared_queue = (f"{prefix}-{n}" for n in ("tq", "cq", "shared"))
     logs = tmp_path_factory.mktemp("interop")
-    env = workers.environment(redis_url)
+    apps = interop_apps(redis_url)
     celery_client = Celery(
         "interop-client", broker=redis_url, backend=redis_url, set_as_current=False
     )
@@ -101,27 +78,28 @@ def interop(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "interop-client", broker=redis_url, backend=redis_url, set_as_current=False
     )
     taskq_client.conf.broker_transport_options = {"delayed_delivery": False}
-    celery_worker = workers.start_celery_worker(
-        env, logs / "celery.log", [celery_queue, shared_queue]
-    )
-    taskq_worker = workers.start_taskq_worker(env, logs / "taskq.log", [taskq_queue, shared_queue])
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        celery_worker.wait_ready(lambda node: _celery_answers(celery_client, node))
-        taskq_worker.wait_ready(lambda node: _taskq_answers(taskq_client, node))
-        yield Interop(
-            client,
-            taskq_client,
-            celery_client,
-            taskq_queue,
-            celery_queue,
-            shared_queue,
-            taskq_worker,
-            celery_worker,
-        )
+        with StartedWorkers() as started:
+            celery_worker = started.add(
+                apps.celery_worker(logs / "celery.log", [celery_queue, shared_queue])
+            )
+            taskq_worker = started.add(
+                apps.taskq_worker(logs / "taskq.log", [taskq_queue, shared_queue])
+            )
+            celery_worker.wait_ready(answers_ping(celery_client))
+            taskq_worker.wait_ready(answers_ping(taskq_client))
+            yield Interop(
+                client,
+                taskq_client,
+                celery_client,
+                taskq_queue,
+                celery_queue,
+                shared_queue,
+                taskq_worker,
+                celery_worker,
+            )
     finally:
-        taskq_worker.stop()
-        celery_worker.stop()
         taskq_client.close()
         celery_client.close()
         client.close()
@@ -203,12 +181,12 @@ def test_celery_reads_what_a_taskq_worker_returns(interop: Interop) -> None:
 
 def test_taskq_worker_sees_celery_countdown_priority_and_headers(interop: Interop) -> None:
     sent_at = datetime.now(timezone.utc)
-    # 2 s: taskq's worker runs a message whose eta is less than 1 s ahead at once
-    # (taskq_worker.consumer.ETA_TOLERANCE), so a 1 s countdown would not show it waits.
+    # 1 s: within taskq_worker.consumer.ETA_HOLD, so the worker holds the message on a timer
+    # (a farther eta goes back to the broker), and must still not run it before its eta.
     result = interop.celery.send_task(
         "interop.request_info",
         queue=interop.taskq_queue,
-        countdown=2,
+        countdown=1,
         priority=5,
         headers={"x-interop": "from-celery"},
     )
@@ -218,7 +196,7 @@ def test_taskq_worker_sees_celery_countdown_priority_and_headers(interop: Intero
     assert info["priority"] == 5
     assert info["headers"].get("x-interop") == "from-celery"
     eta = _parse_eta(info["eta"])
-    assert sent_at + timedelta(seconds=2) <= eta <= sent_at + timedelta(seconds=3)
+    assert sent_at + timedelta(seconds=1) <= eta <= sent_at + timedelta(seconds=2)
     assert result.date_done is not None
     assert result.date_done >= eta, "ran before its countdown"
 

@@ -9,14 +9,11 @@ a task really ran.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -26,48 +23,24 @@ from celery import Celery
 from taskq import TaskQ
 from taskq.contracts import TransportError
 from taskq_testing.waiting import wait_until
+from taskq_testing.worker_processes import InteropApps, StartedWorkers, WorkerProcess, answers_ping
 
-APPS = Path(__file__).resolve().parent / "interop_apps"
 TIMEOUT = 20.0
 
-
-def _load(name: str) -> ModuleType:
-    """A helper module from interop_apps/ (importlib mode cannot import siblings)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, APPS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-workers = _load("worker_processes")
+StartWorker = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
-def started() -> Iterator[list[Any]]:
-    """Worker processes a test started; all stopped at its end (killed if they hang)."""
-    processes: list[Any] = []
-    yield processes
-    for process in processes:
-        process.stop()
+def start_worker(interop_apps: Callable[..., InteropApps], tmp_path: Path) -> Iterator[StartWorker]:
+    """``start_worker(url, options, queues, **kw)`` starts a ``taskq worker`` on ``url`` with
+    those transport options; all are stopped at the test's end (killed if they hang)."""
+    with StartedWorkers() as started:
 
+        def start(url: str, options: dict[str, Any], queues: list[str], **kw: Any) -> WorkerProcess:
+            log = tmp_path / f"worker-{len(started)}.log"
+            return started.add(interop_apps(url, options).taskq_worker(log, queues, **kw))
 
-def _start_worker(
-    started: list[Any],
-    tmp_path: Path,
-    url: str,
-    options: dict[str, Any],
-    queues: list[str],
-    **kw: Any,
-) -> Any:
-    log = tmp_path / f"worker-{len(started)}.log"
-    worker = workers.start_taskq_worker(workers.environment(url, options), log, queues, **kw)
-    started.append(worker)
-    return worker
+        yield start
 
 
 def _client(url: str, **options: Any) -> TaskQ:
@@ -76,8 +49,8 @@ def _client(url: str, **options: Any) -> TaskQ:
     return app
 
 
-def _ready(app: TaskQ, worker: Any) -> None:
-    worker.wait_ready(lambda node: bool(app.control.ping(destination=[node], timeout=0.5)))
+def _ready(app: TaskQ, worker: WorkerProcess) -> None:
+    worker.wait_ready(answers_ping(app))
 
 
 def _persistent(start_redis: Any) -> Any:
@@ -104,7 +77,7 @@ def _settled(client: redis.Redis, queue: str) -> bool:
 
 
 def test_redis_restart_under_load_loses_no_task_and_the_worker_resumes(
-    start_redis: Any, started: list[Any], tmp_path: Path, unique_name: str
+    start_redis: Any, start_worker: StartWorker, unique_name: str
 ) -> None:
     """300 tasks; Redis (append-only, fsync always) is down for 1 s once 60 have run.
 
@@ -118,7 +91,7 @@ def test_redis_restart_under_load_loses_no_task_and_the_worker_resumes(
     server = _persistent(start_redis)
     options = {"visibility_timeout": 3}
     concurrency = 4
-    worker = _start_worker(started, tmp_path, server.url, options, [queue], concurrency=concurrency)
+    worker = start_worker(server.url, options, [queue], concurrency=concurrency)
     app = _client(server.url, **options)
     probe = _probe(server.url)
     try:
@@ -154,7 +127,7 @@ def test_redis_restart_under_load_loses_no_task_and_the_worker_resumes(
 
 
 def test_a_killed_workers_tasks_run_again_on_another_worker(
-    redis_server: Any, started: list[Any], tmp_path: Path, unique_name: str
+    redis_server: Any, start_worker: StartWorker, unique_name: str
 ) -> None:
     """8 slow tasks (1.5 s, acks late); the first worker is killed (SIGKILL) while 4 run and
     others wait in its prefetch or in the queue. After the 2 s visibility timeout the second
@@ -164,8 +137,8 @@ def test_a_killed_workers_tasks_run_again_on_another_worker(
     app = _client(redis_server.url, **options)
     probe = _probe(redis_server.url)
     try:
-        first = _start_worker(
-            started, tmp_path, redis_server.url, options, [queue], concurrency=4,
+        first = start_worker(
+            redis_server.url, options, [queue], concurrency=4,
             extra=["--prefetch-multiplier", "2"],
         )  # fmt: skip
         _ready(app, first)
@@ -178,7 +151,7 @@ def test_a_killed_workers_tasks_run_again_on_another_worker(
         first.kill()
         assert _counts(probe, unique_name) == {}  # none finished
         assert probe.hlen("unacked") >= 4  # the running ones, and what it had prefetched
-        second = _start_worker(started, tmp_path, redis_server.url, options, [queue], concurrency=4)
+        second = start_worker(redis_server.url, options, [queue], concurrency=4)
         assert [r.get(timeout=TIMEOUT) for r in results] == ["taskq"] * 8
         assert _counts(probe, unique_name) == dict.fromkeys(fields, 1)
         starts = _counts(probe, started_key)
@@ -194,7 +167,7 @@ def test_a_killed_workers_tasks_run_again_on_another_worker(
 
 
 def test_a_countdown_beyond_the_visibility_timeout_runs_once(
-    redis_server: Any, started: list[Any], tmp_path: Path, unique_name: str
+    redis_server: Any, start_worker: StartWorker, unique_name: str
 ) -> None:
     """Countdown 4 s, visibility timeout 1 s, two workers. Sent by taskq (kept in taskq's
     delayed set) and by Celery (in the list with an ``eta`` header, which a taskq worker hands
@@ -207,10 +180,7 @@ def test_a_countdown_beyond_the_visibility_timeout_runs_once(
     celery.conf.broker_transport_options = options
     probe = _probe(redis_server.url)
     try:
-        pair = [
-            _start_worker(started, tmp_path, redis_server.url, options, [queue], concurrency=2)
-            for _ in range(2)
-        ]
+        pair = [start_worker(redis_server.url, options, [queue], concurrency=2) for _ in range(2)]
         for worker in pair:
             _ready(app, worker)
         sent_at = time.time()
@@ -235,8 +205,9 @@ def test_a_countdown_beyond_the_visibility_timeout_runs_once(
             meta = app.backend.get(result.id)
             assert meta is not None
             assert meta.date_done is not None
-            # taskq's worker runs an eta less than 1 s ahead at once (ETA_TOLERANCE).
-            assert meta.date_done.timestamp() >= sent_at + 4 - 1
+            # A worker never runs a task before its eta (taskq_worker.consumer.ETA_HOLD only
+            # says how near an eta must be for the worker to wait for it in memory).
+            assert meta.date_done.timestamp() >= sent_at + 4
         # Longer than one visibility timeout and a restore round: nothing comes back.
         wait_until(lambda: _settled(probe, queue), TIMEOUT, message="queue settled")
         time.sleep(1.5)
