@@ -18,8 +18,11 @@ is the single place that spells them (reference §1.8, ``kombu/transport/redis.p
 it in front of every key it sends (lists, hashes, sets, the restore lock, pub/sub channels).
 
 taskq's own keys, which kombu never reads, start with ``_taskq.``: the delayed messages of a
-queue (``_taskq.delayed.<queue>``, a sorted set by due time) and the delivery counts
-(``_taskq.deliveries``, a hash by the envelope's ``delivery_tag``).
+queue (``_taskq.delayed.<queue>``, a sorted set by due time), the delivery counts
+(``_taskq.deliveries``, a hash by the envelope's ``delivery_tag``) and a queue's wake-up list
+(``_taskq.wake.<queue>``, at most one element: taskq's publish pushes it so that an idle taskq
+consumer wakes without taking the message itself) with the marker saying such a consumer is
+waiting (``_taskq.waiting.<queue>``, expiring).
 """
 
 from __future__ import annotations
@@ -113,6 +116,16 @@ class KeyLayout:
     def delayed(self, queue: str) -> str:
         """The sorted set holding the queue's messages until they are due."""
         return f"{self.prefix}_taskq.delayed.{queue}"
+
+    def wake(self, queue: str) -> str:
+        """The list an idle taskq consumer blocks on with the queue's lists: a publish by taskq
+        pushes a token there, so the consumer wakes without popping the message."""
+        return f"{self.prefix}_taskq.wake.{queue}"
+
+    def waiting(self, queue: str) -> str:
+        """Set (expiring) while a taskq consumer of the queue is idle: publishes push a wake-up
+        token only then, so a queue nobody of taskq's consumes gets no extra key."""
+        return f"{self.prefix}_taskq.waiting.{queue}"
 
     # -- routing tables ---------------------------------------------------------------------
 

@@ -30,6 +30,8 @@ from taskq_redis.commands import Commands
 __all__ = [
     "Script",
     "FETCH",
+    "PUBLISH",
+    "WAKE_SOURCE",
     "ACK",
     "GIVE_BACK",
     "DEAD_LETTER",
@@ -64,10 +66,15 @@ class Script:
 #: as an unacked delivery.
 #:
 #: KEYS: unacked, unacked_index, deliveries, then one delayed set per queue (nq), then the
-#: lists, priority-major (for each step, every queue in order).
-#: ARGV: now, limit, tag prefix, most delayed messages moved per queue, nq, number of steps
+#: lists, priority-major (for each step, every queue in order), then one wake-up list per
+#: queue, emptied when the fetch took fewer than ``limit`` (it drained every list: there is
+#: nothing left to wake anyone for), then one waiting marker per queue, set for the last
+#: ARGV's milliseconds when the fetch took nothing (its caller is about to block).
+#: ARGV: now ("" for the server's clock: a call queued behind a blocking wait runs later than
+#: it was written), limit, tag prefix, most delayed messages moved per queue, nq, number of steps
 #: (ns), queue index of messages popped before the call (0: none), how many (np), the ns steps,
-#: the nq queue names as JSON strings, then the np popped messages.
+#: the nq queue names as JSON strings, then the np popped messages, then how long (ms) the
+#: waiting markers last.
 #: Returns {next due score or "", oldest unacked score or "", then per delivery: queue index,
 #: tag, delivery count, message}.
 FETCH = Script(
@@ -75,6 +82,10 @@ FETCH = Script(
     r"""
 -- Scores go to Redis as the caller's text: a Lua number would lose digits.
 local now = ARGV[1]
+if now == '' then
+  local clock = redis.call('TIME')
+  now = clock[1] .. '.' .. string.format('%06d', tonumber(clock[2]))
+end
 local limit = tonumber(ARGV[2])
 local tag_prefix = ARGV[3]
 local max_moves = tonumber(ARGV[4])
@@ -189,11 +200,41 @@ if taken > 0 then
   flush('HSET', KEYS[1], records)
   flush('ZADD', KEYS[2], scores)
 end
+if taken < limit then
+  for q = 1, nq do redis.call('DEL', KEYS[lists_at + ns * nq + q]) end
+end
+if taken == 0 then
+  local waiting_at = lists_at + ns * nq + nq
+  local ms = ARGV[popped_at + np + 1]
+  for q = 1, nq do redis.call('SET', KEYS[waiting_at + q], '1', 'PX', ms) end
+end
 
 local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if oldest[2] then out[2] = oldest[2] end
 return out
 """,
+)
+
+#: While a taskq consumer of the queue is idle (its waiting marker is set), put a token on the
+#: queue's wake-up list (one element at most, gone after a minute if nobody takes it). The
+#: consumer, blocked on the wake-up lists before the queue's lists, wakes on the token and its
+#: fetch script, queued behind the wait, pops and records the message in the same round trip,
+#: rather than the wait popping the message outside any script. The token goes before the
+#: message: Redis serves a blocked client from the first key made ready.
+#: KEYS: the wake-up list, the waiting marker.
+WAKE_SOURCE = r"""
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('LPUSH', KEYS[1], '1')
+  redis.call('LTRIM', KEYS[1], 0, 0)
+  redis.call('PEXPIRE', KEYS[1], 60000)
+end
+"""
+
+#: Publish one message to a queue: the wake-up above, then LPUSH as kombu does.
+#: KEYS: the wake-up list, the waiting marker, the list. ARGV: the message.
+PUBLISH = Script(
+    "publish",
+    WAKE_SOURCE + "return redis.call('LPUSH', KEYS[3], ARGV[1])\n",
 )
 
 #: Settle deliveries for good (ack, reject without requeue).

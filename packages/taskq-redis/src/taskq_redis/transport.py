@@ -8,10 +8,13 @@ side publishes, either side consumes, either side restores what the other abando
 - **Fetch**: one script moves the queues' due delayed messages into their lists, pops up to
   ``limit`` messages (priority step first, then queue order, then FIFO) and records each as an
   unacked delivery the way kombu's ack emulation does. With nothing ready it blocks on
-  BLMPOP/BRPOP over all the lists, no longer than until the next delayed message is due or the
-  oldest delivery's visibility timeout passes, then records what it popped at once. Between
-  that pop and the record (one round trip) a message exists only in this process, as it does
-  in kombu's consumer between BRPOP and its ack bookkeeping: a crash at that instant loses it.
+  BLMPOP/BRPOP over the queues' wake-up lists and then all their lists, no longer than until
+  the next delayed message is due or the oldest delivery's visibility timeout passes, with
+  the fetch script queued behind the wait on the same connection: one round trip. taskq's
+  publish pushes a wake-up token before the message while a taskq consumer waits, so the
+  script, not the wait, takes a message taskq published. A message pushed by Celery is taken
+  by the wait and recorded by a second call: in between it exists only in this process, as
+  in kombu's consumer between BRPOP and its ack bookkeeping, and a crash then loses it.
   Under load the blocking path is never taken.
 - **Visibility**: a delivery not acked within ``visibility_timeout`` (3600 s) is given back to
   the head of its queue, marked redelivered, by whichever consumer, taskq or Celery, looks
@@ -52,6 +55,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import redis
+from redis.exceptions import NoScriptError
 
 from taskq.contracts import Delivery, QueueSpec, TransportError, dead_letter_queue
 from taskq.transports.checks import (
@@ -75,8 +79,10 @@ from taskq_redis.scripts import (
     DEAD_LETTER,
     DELETE_QUEUE,
     FETCH,
+    PUBLISH,
     REFRESH_BINDING,
     SEND_DIRECT,
+    WAKE_SOURCE,
 )
 from taskq_redis.transport_options import TransportOptions
 
@@ -120,7 +126,10 @@ class _Plan(NamedTuple):
     #: Script arguments after (now, limit, tag prefix) and before the popped messages.
     middle: list[str | int]
     lists: list[str]
-    #: List key (as Redis returns it) -> queue position (1-based, as the script counts).
+    #: What an idle fetch blocks on: the queues' wake-up lists, then their lists.
+    blocking: list[str]
+    #: List key (as Redis returns it) -> queue position (1-based, as the script counts);
+    #: 0 for a wake-up list.
     queue_of_list: dict[bytes, int]
 
 
@@ -162,6 +171,8 @@ class RedisTransport:
         socket_timeout = self._client.connection_pool.connection_kwargs.get("socket_timeout")
         socket_timeout = socket_timeout or _DEFAULT_SOCKET_TIMEOUT
         self._block_cap = max(socket_timeout - 1.0, socket_timeout / 2)
+        #: How long an idle fetch's waiting markers last: past its longest wait.
+        self._waiting_ms = int(self._block_cap * 1000) + 2000
         self._unacked = Unacked(RedisHandle, "Redis")
         # Delivery tags are "<instance>.<fetch>.<n>": unique without a round trip. The 64
         # characters also make every tag longer than Redis's zset-max-listpack-value (64), so
@@ -340,7 +351,16 @@ class RedisTransport:
     # -- publishing -------------------------------------------------------------------------
 
     def publish(self, queue: str, envelope: Envelope, *, eta: float | None = None) -> None:
-        self.publish_many([(queue, envelope, eta)])
+        if eta is not None or queue in self._expires:
+            self.publish_many([(queue, envelope, eta)])
+            return
+        # The common case in one EVALSHA: no pipeline to build (a third of the client's cost).
+        check_queue(queue)
+        message = envelope.encode()
+        keys = self.keys
+        target = keys.list_for(queue, message_priority(envelope.properties))
+        with _broker_errors("publish"):
+            PUBLISH(self._redis, [keys.wake(queue), keys.waiting(queue), target], [message])
 
     def publish_many(self, items: Sequence[tuple[str, Envelope, float | None]]) -> None:
         if not items:
@@ -349,8 +369,9 @@ class RedisTransport:
         keys = self.keys
         delayed_delivery = self.options.delayed_delivery
         expires = self._expires
-        pipe = self._redis.pipeline(transaction=False)
+        pipe: Any = self._redis.pipeline(transaction=False)
         touched: set[str] = set()
+        woken: set[str] = set()
         for queue, envelope, eta in items:
             check_queue(queue)
             message = envelope.encode()
@@ -361,6 +382,11 @@ class RedisTransport:
                 member = b"%d:%s:%s" % (priority, secrets.token_hex(16).encode(), message)
                 pipe.zadd(keys.delayed(queue), {member: when})
             else:
+                if queue not in woken:
+                    # Before the message (see scripts.WAKE_SOURCE). EVAL, not EVALSHA: a
+                    # NOSCRIPT inside the batch would fail it after its pushes were done.
+                    woken.add(queue)
+                    pipe.eval(WAKE_SOURCE, 2, keys.wake(queue), keys.waiting(queue))
                 pipe.lpush(keys.list_for(queue, priority), message)
             if expires and queue in expires:
                 touched.add(queue)
@@ -400,11 +426,9 @@ class RedisTransport:
             if wait < _MIN_BLOCK:
                 time.sleep(max(wait, 0.0))
                 continue
-            popped = self._block(plan, wait, limit)
-            if popped is not None:
-                deliveries, _, _ = self._record_popped(plan, limit, popped)
-                if deliveries:
-                    return deliveries
+            deliveries = self._block_and_fetch(plan, wait, limit)
+            if deliveries:
+                return deliveries
 
     def _plan(self, names: list[str]) -> _Plan:
         order = self._ordered(names)
@@ -435,6 +459,9 @@ class RedisTransport:
         queue_of_list = {
             per_queue[q][s].encode(): q + 1 for s in range(len(steps)) for q in range(len(queues))
         }
+        wakes = [keys.wake(queue) for queue in queues]
+        waiting = [keys.waiting(queue) for queue in queues]
+        queue_of_list.update((wake.encode(), 0) for wake in wakes)
         middle: list[str | int] = [
             MAX_DUE_MOVES,
             len(queues),
@@ -450,9 +477,12 @@ class RedisTransport:
                 keys.deliveries,
                 *(keys.delayed(queue) for queue in queues),
                 *lists,
+                *wakes,
+                *waiting,
             ],
             middle=middle,
             lists=lists,
+            blocking=[*wakes, *lists],
             queue_of_list=queue_of_list,
         )
 
@@ -460,13 +490,22 @@ class RedisTransport:
         self, plan: _Plan, limit: int, now: float, popped: tuple[int, list[bytes]] | None
     ) -> tuple[list[Delivery], float | None, float | None]:
         """Run the fetch script; the deliveries, the next due time, the oldest delivery."""
+        seq, args = self._fetch_args(plan, limit, repr(now), popped)
+        with _broker_errors("fetch"):
+            reply: Any = FETCH(self._redis, plan.keys, args)
+        return self._deliveries(plan, reply, seq)
+
+    def _fetch_args(
+        self, plan: _Plan, limit: int, now: str, popped: tuple[int, list[bytes]] | None
+    ) -> tuple[int, list[str | bytes | int | float]]:
+        """The fetch's sequence number and the script's ARGV."""
         seq = next(self._fetches)
         prefix = f"{self._instance}.{seq}."
         popped_queue, messages = popped if popped is not None else (0, [])
         # ARGV: now, limit, tag prefix, max moves, nq, ns, popped queue, np, steps, names, popped
         middle = plan.middle
         args: list[str | bytes | int | float] = [
-            repr(now),
+            now,
             limit,
             prefix,
             middle[0],
@@ -476,10 +515,9 @@ class RedisTransport:
             len(messages),
             *middle[3:],
             *messages,
+            self._waiting_ms,
         ]
-        with _broker_errors("fetch"):
-            reply: Any = FETCH(self._redis, plan.keys, args)
-        return self._deliveries(plan, reply, seq)
+        return seq, args
 
     def _deliveries(
         self, plan: _Plan, reply: list[Any], seq: int
@@ -522,29 +560,72 @@ class RedisTransport:
                 self._round_robin = [q for q in plan.queues if q != last] + [last]
         return deliveries, next_due, oldest
 
-    def _block(self, plan: _Plan, wait: float, limit: int) -> tuple[int, list[bytes]] | None:
-        """Wait up to ``wait`` seconds for a message on any of the lists and pop it."""
+    def _block_and_fetch(self, plan: _Plan, wait: float, limit: int) -> list[Delivery]:
+        """Wait up to ``wait`` seconds for something on the queues, and fetch, in one round trip.
+
+        A blocking pop over the wake-up lists and then the lists is sent together with the
+        fetch script, which Redis runs as soon as the pop returns. A message published by
+        taskq wakes the pop with its token (pushed first, see ``scripts.PUBLISH``), and the
+        script pops and records the message itself: it is never outside Redis unrecorded. A
+        message pushed by anything else (Celery) is what the pop takes: it is recorded by a
+        second call, as before, and exists only in this process until then. If the script
+        found a batch too, the newest beyond ``limit`` go back to the head of their lists
+        as they were (never handed out), so the oldest are served first.
+        """
         seconds = round(wait, 3)
+        blocking = plan.blocking
+        seq, args = self._fetch_args(plan, limit, "", None)
+        pipe: Any = self._redis.pipeline(transaction=False)
+        if self._blmpop:
+            pipe.execute_command(
+                "BLMPOP", seconds, len(blocking), *blocking, "RIGHT", "COUNT", limit
+            )
+        else:
+            pipe.execute_command("BRPOP", *blocking, seconds)
+        pipe.execute_command("EVALSHA", FETCH.sha, len(plan.keys), *plan.keys, *args)
         with _broker_errors("fetch"):
-            if self._blmpop:
-                try:
-                    reply: Any = self._redis.execute_command(
-                        "BLMPOP", seconds, len(plan.lists), *plan.lists, "RIGHT", "COUNT", limit
-                    )
-                except redis.ResponseError as exc:
-                    if "unknown command" not in str(exc).lower():
-                        raise
-                    self._blmpop = False  # Redis < 7
-                    return None
-                if not reply:
-                    return None
-                key, messages = reply[0], list(reply[1])
+            woken, fetched = pipe.execute(raise_on_error=False)
+        popped: tuple[int, list[bytes]] | None = None
+        if isinstance(woken, redis.ResponseError):
+            if self._blmpop and "unknown command" in str(woken).lower():
+                self._blmpop = False  # Redis < 7
             else:
-                reply = self._redis.execute_command("BRPOP", *plan.lists, seconds)
-                if not reply:
-                    return None
-                key, messages = reply[0], [reply[1]]
-        return plan.queue_of_list[key], messages
+                raise TransportError(f"Redis fetch failed: {woken}") from woken
+        elif woken:
+            messages = list(woken[1]) if self._blmpop else [woken[1]]
+            position = plan.queue_of_list[woken[0]]
+            if position:
+                popped = (position, messages)
+        deliveries: list[Delivery] = []
+        if isinstance(fetched, Exception):
+            if popped is None:
+                if isinstance(fetched, NoScriptError):
+                    return []  # the next fetch loads the script
+                raise TransportError(f"Redis fetch failed: {fetched}") from fetched
+        else:
+            deliveries, _, _ = self._deliveries(plan, fetched, seq)
+        if popped is None:
+            return deliveries
+        recorded, _, _ = self._record_popped(plan, len(popped[1]), popped)
+        deliveries = recorded + deliveries
+        if len(deliveries) > limit:
+            self._return_unsent(deliveries[limit:])
+            deliveries = deliveries[:limit]
+        return deliveries
+
+    def _return_unsent(self, surplus: Sequence[Delivery]) -> None:
+        """Put recorded deliveries never handed out back at the head of their lists, as they
+        were (not marked redelivered), the newest first so the oldest is served next."""
+        handles = self._unacked.handles(surplus)
+        plan = GiveBack(self.keys)
+        for delivery, handle in reversed(list(zip(surplus, handles, strict=True))):
+            priority = message_priority(delivery.envelope.properties)
+            plan.push(handle.tag, handle.message, priority, [handle.queue], head=True)
+        try:
+            with _broker_errors("give back"):
+                plan.run(self._redis)
+        finally:
+            self._unacked.settled(handles)
 
     def _record_popped(
         self, plan: _Plan, limit: int, popped: tuple[int, list[bytes]]
