@@ -354,13 +354,36 @@ class RedisTransport:
         if eta is not None or queue in self._expires:
             self.publish_many([(queue, envelope, eta)])
             return
-        # The common case in one EVALSHA: no pipeline to build (a third of the client's cost).
         check_queue(queue)
         message = envelope.encode()
         keys = self.keys
         target = keys.list_for(queue, message_priority(envelope.properties))
         with _broker_errors("publish"):
-            PUBLISH(self._redis, [keys.wake(queue), keys.waiting(queue), target], [message])
+            self._publish_one(keys.wake(queue), keys.waiting(queue), target, message)
+
+    def _publish_one(self, wake: str, waiting: str, target: str, message: bytes) -> None:
+        """The common case as one EVALSHA sent straight on a pooled connection: no pipeline,
+        none of redis-py's per-command bookkeeping, with the client's retry policy (each
+        failed attempt drops the connection, the next one reconnects)."""
+        pool: Any = self._client.connection_pool  # redis-py leaves these untyped
+        conn: Any = pool.get_connection()
+        command = ("EVALSHA", PUBLISH.sha, 3, wake, waiting, target, message)
+
+        def send() -> object:
+            conn.send_command(*command)
+            return conn.read_response()
+
+        def failed(_error: Exception) -> None:
+            conn.disconnect()
+
+        try:
+            try:
+                conn.retry.call_with_retry(send, failed)
+            except NoScriptError:
+                self._redis.script_load(PUBLISH.source)
+                conn.retry.call_with_retry(send, failed)
+        finally:
+            pool.release(conn)
 
     def publish_many(self, items: Sequence[tuple[str, Envelope, float | None]]) -> None:
         if not items:
