@@ -1,10 +1,14 @@
 """The publishing connection: used by the calling thread under a lock, with confirms.
 
-Every publish waits for RabbitMQ's confirm, so a message handed to :meth:`publish` is on
-the broker (written to disk for a durable queue and a persistent message) when it returns.
-When the connection drops, the messages not confirmed yet are published again on a new
-one (at least once), retrying with backoff for ``publish_retry_timeout`` seconds.
-Declarations and queue inspection travel on this connection too.
+Confirms are pipelined: :meth:`Publisher.publish` with ``wait=False`` sends and returns
+without waiting for this message's confirm. The unconfirmed messages are kept by delivery
+tag; confirms are read as they arrive (a non-blocking read on every publish), and a publish
+waits when more than ``confirm_window`` are unconfirmed or the oldest is older than
+``confirm_max_age`` seconds. A nack or a lost connection sends the unconfirmed ones again
+(on a new connection, retrying with backoff for ``publish_retry_timeout`` seconds): at
+least once. ``wait=True`` (``publish_many``, and every publish with the ``confirm_publish``
+option) and :meth:`Publisher.flush` (which :meth:`Publisher.close` runs) return only once
+their messages are confirmed. Declarations and queue inspection travel on this connection.
 """
 
 from __future__ import annotations
@@ -26,15 +30,26 @@ __all__ = ["Outgoing", "Publisher"]
 T = TypeVar("T")
 
 
+#: A message RabbitMQ keeps refusing (nack) is given up after this many sends.
+MAX_SENDS_AFTER_NACK = 5
+
+
 @dataclass(slots=True)
 class Outgoing:
     exchange: str
     routing_key: str
     message: client.Message
     mandatory: bool = False
+    #: Handed to the publisher once (after that, resends are the publisher's business).
+    sent: bool = False
+    #: When it was last sent, for the age limit on unconfirmed messages.
+    sent_at: float = 0.0
+    nacks: int = 0
     #: Set when the broker confirmed it; ``returned`` when it could not route it.
     confirmed: bool = False
     returned: bool = False
+    #: Nacked :data:`MAX_SENDS_AFTER_NACK` times: given up.
+    refused: bool = False
 
 
 class Publisher:
@@ -48,9 +63,13 @@ class Publisher:
         self.known_queues: set[str] = set()
         self.delay_bound: set[str] = set()
         self.delay_levels_ready = False
+        #: Sent on the current connection and not confirmed yet, by delivery tag (in order).
         self._pending: dict[int, Outgoing] = {}
+        #: To send again: unconfirmed when a connection was lost, or nacked.
+        self._resend: list[Outgoing] = []
+        #: Given up after repeated nacks, not reported yet.
+        self._refused: list[Outgoing] = []
         self._sequence = 0
-        self._nacked = False
         self._returns = 0
 
     # -- connection ------------------------------------------------------------------------
@@ -63,11 +82,16 @@ class Publisher:
             self._connection, self._channel = connection, channel
             self._control = None
             self._sequence = 0
-            self._pending.clear()
+            self._lose_pending()
             self.known_queues.clear()
             self.delay_bound.clear()
             self.delay_levels_ready = False
         return self._connection
+
+    def _lose_pending(self) -> None:
+        """The connection that carried the pending messages is gone: they go again."""
+        self._resend[:0] = self._pending.values()
+        self._pending.clear()
 
     def control(self) -> client.Channel:
         """A channel for declarations: a refusal there never closes the publishing channel."""
@@ -83,19 +107,29 @@ class Publisher:
             None,
             None,
         )
+        self._lose_pending()
         if connection is not None:
             with contextlib.suppress(Exception):  # tearing down a dead connection
                 connection.collect()
 
+    @property
+    def unconfirmed(self) -> int:
+        return len(self._pending) + len(self._resend)
+
     def close(self) -> None:
+        """Wait for every outstanding confirm, then close (the connection closes even when
+        the wait fails, and the failure is raised)."""
         with self._lock:
-            connection = self._connection
-            self._connection = self._channel = self._control = None
-            if connection is not None:
-                try:
-                    connection.close()
-                except Exception:
-                    connection.collect()
+            try:
+                self.flush()
+            finally:
+                connection = self._connection
+                self._connection = self._channel = self._control = None
+                if connection is not None:
+                    try:
+                        connection.close()
+                    except Exception:
+                        connection.collect()
 
     def run(self, what: str, operation: Callable[[], T]) -> T:
         """Run ``operation`` (which uses :meth:`control`), reconnecting through losses."""
@@ -120,50 +154,128 @@ class Publisher:
     # -- confirms --------------------------------------------------------------------------
 
     def _on_ack(self, tag: int, multiple: bool) -> None:
-        self._settle(tag, multiple)
+        for outgoing in self._settle(tag, multiple):
+            outgoing.confirmed = True
 
     def _on_nack(self, tag: int, multiple: bool) -> None:
-        self._nacked = True
-        self._settle(tag, multiple)
+        for outgoing in self._settle(tag, multiple):
+            outgoing.nacks += 1
+            if outgoing.nacks >= MAX_SENDS_AFTER_NACK:
+                outgoing.refused = True
+                self._refused.append(outgoing)
+            else:
+                self._resend.append(outgoing)
 
     def _on_return(self, *args: Any) -> None:
         self._returns += 1
 
-    def _settle(self, tag: int, multiple: bool) -> None:
-        tags = [t for t in self._pending if t <= tag] if multiple else [tag]
-        for settled in tags:
-            outgoing = self._pending.pop(settled, None)
-            if outgoing is not None:
-                outgoing.confirmed = True
+    def _settle(self, tag: int, multiple: bool) -> list[Outgoing]:
+        if not multiple:
+            outgoing = self._pending.pop(tag, None)
+            return [] if outgoing is None else [outgoing]
+        settled: list[Outgoing] = []
+        while self._pending:  # tags are in order: settle from the oldest up to ``tag``
+            oldest = next(iter(self._pending))
+            if oldest > tag:
+                break
+            settled.append(self._pending.pop(oldest))
+        return settled
 
-    def publish(self, batch: list[Outgoing]) -> None:
-        """Publish and wait for every confirm; unconfirmed ones go again after a loss."""
+    def _send(self, channel: client.Channel, outgoing: Outgoing) -> None:
+        self._sequence += 1
+        self._pending[self._sequence] = outgoing
+        outgoing.sent_at = time.monotonic()
+        channel.basic_publish(
+            outgoing.message,
+            exchange=outgoing.exchange,
+            routing_key=outgoing.routing_key,
+            mandatory=outgoing.mandatory,
+        )
+
+    def _send_again(self, channel: client.Channel) -> None:
+        while self._resend:
+            self._send(channel, self._resend.pop(0))
+
+    def _read_confirms(self, connection: client.Connection) -> None:
+        """Whatever confirms have arrived, without blocking."""
+        while client.readable_now(connection):
+            client.drain(connection, 1.0)
+
+    def _over_limits(self) -> bool:
+        if len(self._pending) > self._settings.confirm_window:
+            return True
+        if not self._pending:
+            return False
+        oldest = next(iter(self._pending.values()))
+        return time.monotonic() - oldest.sent_at > self._settings.confirm_max_age
+
+    def _wait_until(self, connection: client.Connection, done: Callable[[], bool]) -> None:
+        channel = self._channel
+        while not done():
+            self._send_again(channel)
+            if not self._pending:
+                break  # nothing left that a confirm could settle
+            client.drain(connection, 1.0)
+
+    def _report_refused(self) -> None:
+        if self._refused:
+            count, self._refused = len(self._refused), []
+            raise TransportError(
+                f"RabbitMQ refused {count} published message(s) (nack, "
+                f"{MAX_SENDS_AFTER_NACK} times each)"
+            )
+
+    def publish(self, batch: list[Outgoing], *, wait: bool) -> None:
+        """Send ``batch``; with ``wait``, return once each of its messages is confirmed,
+        else once the unconfirmed messages are within the window. Unconfirmed messages go
+        again after a nack or a loss."""
 
         def send() -> None:
             connection = self._connect()
             channel = self._channel
-            assert channel is not None
-            self._nacked = False
+            # Confirms that arrived since the last call settle first, so that a connection
+            # found dead here does not send again messages RabbitMQ already confirmed.
+            self._read_confirms(connection)
+            self._send_again(channel)
             for outgoing in batch:
-                if outgoing.confirmed:
-                    continue
+                if outgoing.sent:
+                    continue  # sent before a loss: in the resend list if still unconfirmed
+                outgoing.sent = True
                 returns_before = self._returns
-                self._sequence += 1
-                self._pending[self._sequence] = outgoing
-                channel.basic_publish(
-                    outgoing.message,
-                    exchange=outgoing.exchange,
-                    routing_key=outgoing.routing_key,
-                    mandatory=outgoing.mandatory,
-                )
+                self._send(channel, outgoing)
                 if outgoing.mandatory:
                     # A return comes before the confirm of the same message: wait for it.
-                    while not outgoing.confirmed:
-                        client.drain(connection, 1.0)
+                    self._wait_until(connection, lambda o=outgoing: o.confirmed or o.refused)
                     outgoing.returned = self._returns > returns_before
-            while self._pending:
-                client.drain(connection, 1.0)
-            if self._nacked:
-                raise TransportError("RabbitMQ refused a published message (nack)")
+            if wait:
+                self._wait_until(connection, lambda: all(o.confirmed or o.refused for o in batch))
+            else:
+                self._read_confirms(connection)
+                self._wait_until(connection, lambda: not self._over_limits())
+            self._report_refused()
 
-        self.run("publish", send)
+        with self._lock:
+            try:
+                self.run("publish", send)
+            except TransportError:
+                # The caller is told this batch failed: it is not sent again behind its back.
+                # Earlier publishes it was told succeeded stay queued for the next attempt.
+                failed = {id(outgoing) for outgoing in batch}
+                self._resend = [o for o in self._resend if id(o) not in failed]
+                for tag in [t for t, o in self._pending.items() if id(o) in failed]:
+                    del self._pending[tag]
+                raise
+
+    def flush(self) -> None:
+        """Wait until every message published so far is confirmed (or refused: raised)."""
+        with self._lock:
+            if not self.unconfirmed:
+                self._report_refused()
+                return
+
+            def wait() -> None:
+                connection = self._connect()
+                self._wait_until(connection, lambda: not self.unconfirmed)
+                self._report_refused()
+
+            self.run("flush", wait)

@@ -102,6 +102,7 @@ class AmqpTransport:
 
     def delete_queue(self, name: str) -> None:
         publisher, _ = self._parts()
+        publisher.flush()  # what was published before goes (or fails) first
         self._specs.pop(name, None)
 
         def delete() -> None:
@@ -114,9 +115,26 @@ class AmqpTransport:
     # -- publishing ------------------------------------------------------------------------
 
     def publish(self, queue: str, envelope: Envelope, *, eta: float | None = None) -> None:
-        self.publish_many([(queue, envelope, eta)])
+        """Send without waiting for this message's confirm (unless ``confirm_publish``):
+        confirms are pipelined, and :meth:`flush` / :meth:`close` wait for them all."""
+        self._publish([(queue, envelope, eta)], wait=self.settings.confirm_publish)
 
     def publish_many(self, items: Sequence[tuple[str, Envelope, float | None]]) -> None:
+        """Send the batch and return once every message of it is confirmed."""
+        self._publish(items, wait=True)
+
+    def flush(self) -> None:
+        """Wait until every message published so far is confirmed by RabbitMQ."""
+        publisher, _ = self._parts()
+        publisher.flush()
+
+    @property
+    def unconfirmed(self) -> int:
+        """How many published messages RabbitMQ has not confirmed yet."""
+        publisher = self._publisher
+        return 0 if publisher is None else publisher.unconfirmed
+
+    def _publish(self, items: Sequence[tuple[str, Envelope, float | None]], *, wait: bool) -> None:
         if not items:
             return
         publisher, _ = self._parts()
@@ -155,7 +173,7 @@ class AmqpTransport:
                 publisher.delay_bound.add(queue)
 
         publisher.run("declare", prepare)
-        publisher.publish(batch)
+        publisher.publish(batch, wait=wait)
 
     def _prepare_delays(self, publisher: Publisher) -> None:
         if not publisher.delay_levels_ready:
@@ -225,7 +243,7 @@ class AmqpTransport:
         envelope = copy.deepcopy(delivery.envelope)
         envelope.headers[DEAD_LETTER_REASON_HEADER] = reason
         dlq = dead_letter_queue(delivery.queue)
-        self.publish(dlq, envelope)
+        self.publish_many([(dlq, envelope, None)])  # confirmed before the original goes
         self.ack([delivery])
 
     def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
@@ -238,6 +256,9 @@ class AmqpTransport:
 
     def purge(self, queue: str) -> int:
         publisher, _ = self._parts()
+        # Inspection runs on another channel, which could overtake pipelined publishes:
+        # wait for their confirms so it sees everything published before it.
+        publisher.flush()
 
         def purge() -> int:
             try:
@@ -249,6 +270,7 @@ class AmqpTransport:
 
     def queue_length(self, queue: str) -> int:
         publisher, _ = self._parts()
+        publisher.flush()  # see purge
         return publisher.run(
             "queue_length", lambda: topology.queue_counts(publisher.control, queue)
         )
@@ -267,7 +289,7 @@ class AmqpTransport:
         publisher.run(
             "declare", lambda: topology.declare_exchange(publisher.control, exchange, "direct")
         )
-        publisher.publish([outgoing])
+        publisher.publish([outgoing], wait=True)
         return not outgoing.returned
 
     def broadcast(self, exchange: str, envelope: Envelope) -> None:
@@ -283,7 +305,9 @@ class AmqpTransport:
         publisher.run(
             "declare", lambda: topology.declare_exchange(publisher.control, exchange, kind)
         )
-        publisher.publish([Outgoing(exchange, routing_key, message)])
+        publisher.publish(
+            [Outgoing(exchange, routing_key, message)], wait=self.settings.confirm_publish
+        )
 
     def subscribe(self, exchange: str, callback: Callable[[Envelope], None]) -> Callable[[], None]:
         _, consumer = self._parts()

@@ -33,6 +33,13 @@ class AmqpSettings:
     #: ``None``: a fetched message stays with its consumer until settled or the connection
     #: drops (AMQP's own rule). A number: the transport gives it back after that many seconds.
     visibility_timeout: float | None
+    #: kombu's ``confirm_publish``: wait for each message's confirm before ``publish``
+    #: returns. Off by default: confirms are pipelined (see :mod:`taskq_amqp.publisher`).
+    confirm_publish: bool
+    #: Pipelined confirms: at most this many messages unconfirmed before a publish waits.
+    confirm_window: int
+    #: Pipelined confirms: a publish waits when the oldest unconfirmed message is older.
+    confirm_max_age: float
     #: ``x-queue-type`` of the ``celery_delayed_*`` queues when this transport declares them
     #: (Celery's ``broker_native_delayed_delivery_queue_type``, quorum by default).
     delayed_queue_type: str
@@ -76,6 +83,16 @@ def parse_settings(url: str, options: Mapping[str, Any]) -> AmqpSettings:
     queue_type = str(options.get("delayed_delivery_queue_type", "quorum"))
     if queue_type not in {"quorum", "classic"}:
         raise ValueError("delayed_delivery_queue_type must be 'quorum' or 'classic'")
+    confirm_publish = options.get("confirm_publish", False)
+    if not isinstance(confirm_publish, bool):
+        raise ValueError("broker_transport_options['confirm_publish'] must be True or False")
+    confirm_window = options.get("confirm_window", 1000)
+    if (
+        isinstance(confirm_window, bool)
+        or not isinstance(confirm_window, int)
+        or confirm_window < 1
+    ):
+        raise ValueError("broker_transport_options['confirm_window'] must be a positive int")
     return AmqpSettings(
         host=parts.hostname or "localhost",
         port=parts.port or DEFAULT_PORTS[scheme],
@@ -87,5 +104,8 @@ def parse_settings(url: str, options: Mapping[str, Any]) -> AmqpSettings:
         connect_timeout=_float(options, "connect_timeout", 4.0),
         publish_retry_timeout=_float(options, "publish_retry_timeout", 60.0),
         visibility_timeout=None if visibility is None else float(visibility),
+        confirm_publish=confirm_publish,
+        confirm_window=confirm_window,
+        confirm_max_age=_float(options, "confirm_max_age", 1.0),
         delayed_queue_type=queue_type,
     )
