@@ -192,3 +192,26 @@ def test_an_empty_wake_up_only_costs_a_round_trip(
     envelope = make_envelope("q")
     open_transport().publish("q", envelope)
     assert [task_id_of(d) for d in fetch.join()] == [task_id_of(envelope)]
+
+
+def test_a_single_publish_survives_a_flushed_script_cache_and_a_dropped_connection(
+    redis_server: Any,
+) -> None:
+    """The direct publish path loads its script again on NOSCRIPT and reconnects."""
+    transport = RedisTransport(redis_server.url, {})
+    transport.connect()
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        envelopes = [make_envelope("q") for _ in range(3)]
+        transport.publish("q", envelopes[0])
+        admin.script_flush()
+        transport.publish("q", envelopes[1])
+        admin.client_kill_filter(_type="normal", skipme=True)
+        transport.publish("q", envelopes[2])
+        queued = admin.lrange("q", 0, -1)
+        assert queued == [e.encode() for e in reversed(envelopes)]
+        taken = transport.fetch(["q"], 3, 5)
+        assert [task_id_of(d) for d in taken] == [task_id_of(e) for e in envelopes]
+    finally:
+        transport.close()
+        admin.close()
