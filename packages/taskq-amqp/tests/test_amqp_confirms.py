@@ -111,3 +111,25 @@ def test_confirm_options_are_checked() -> None:
         parse_settings("amqp://localhost", {"confirm_window": 0})
     with pytest.raises(ValueError, match="confirm_publish"):
         parse_settings("amqp://localhost", {"confirm_publish": "yes"})
+
+
+def test_an_ack_waits_for_the_confirms_of_what_was_published_before(
+    amqp_url: str, unique_name: str
+) -> None:
+    """A worker publishes a retry (or a chain's next step) and then acks the message it came
+    from: once the ack is sent, the published copy is confirmed, so a crash cannot lose both."""
+    source, target = f"{unique_name}.source", f"{unique_name}.target"
+    transport = AmqpTransport(amqp_url, {"confirm_window": 1000, "confirm_max_age": 60})
+    transport.connect()
+    try:
+        for name in (source, target):
+            transport.declare_queue(QueueSpec(name))
+        transport.publish(source, make_envelope())
+        transport.flush()
+        [delivery] = transport.fetch([source], 1, 10)
+        for _ in range(20):
+            transport.publish(target, make_envelope())
+        transport.ack([delivery])
+        assert transport.unconfirmed == 0
+    finally:
+        transport.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,8 @@ from taskq_amqp.urls import SCHEMES, AmqpSettings, parse_settings
 from taskq_protocol import Envelope
 
 __all__ = ["AmqpTransport"]
+
+logger = logging.getLogger(__name__)
 
 #: How long a call waits for the I/O thread (settling, subscribing) before giving up.
 SETUP_TIMEOUT = 30.0
@@ -223,10 +226,29 @@ class AmqpTransport:
     def _settle(self, deliveries: Sequence[Delivery], action: str) -> None:
         if not deliveries:
             return
+        if action != "requeue" and not self._published_confirmed():
+            return  # left unsettled: RabbitMQ delivers it again, nothing is lost
         _, consumer = self._parts()
         # When the connection went with the deliveries, RabbitMQ requeued them already.
         with contextlib.suppress(TransportError, TimeoutError):
             consumer.call(lambda: consumer.settle(deliveries, action), timeout=SETUP_TIMEOUT)
+
+    def _published_confirmed(self) -> bool:
+        """Wait for confirms of what this transport published before a message leaves a queue.
+
+        A worker publishes a retry, the next step of a chain or a postponed copy and then acks
+        the message it came from; with pipelined confirms the ack must not overtake the
+        publish, or a crash in between would lose the task. False when the confirms failed.
+        """
+        publisher = self._publisher
+        if publisher is None or publisher.unconfirmed == 0:
+            return True
+        try:
+            publisher.flush()
+        except TransportError as exc:
+            logger.warning("Not settling: what was published before is unconfirmed (%s)", exc)
+            return False
+        return True
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         self._settle(deliveries, "ack")
