@@ -59,9 +59,9 @@ class CeleryClient:
         signature = self.increment.s
         for start in range(0, count, chunk):
             group(signature() for _ in range(min(chunk, count - start))).apply_async()
-        # Seen with MONITOR: an LPUSH per task, and a SUBSCRIBE to each task's result channel
-        # for the GroupResult, even though the task ignores its result.
-        return "group(...).apply_async(): an LPUSH and a result SUBSCRIBE per task"
+        # Seen with MONITOR on Redis: an LPUSH per task, and a SUBSCRIBE to each task's result
+        # channel for the GroupResult, even though the task ignores its result.
+        return "group(...).apply_async(): a publish and a result SUBSCRIBE per task"
 
     def purge(self) -> None:
         self.module.app.control.purge()
@@ -96,7 +96,7 @@ class DramatiqClient:
         actor = self.module.increment
         for start in range(0, count, chunk):
             dramatiq.group(actor.message() for _ in range(min(chunk, count - start))).run()
-        return "group(...).run(): no batched enqueue in Dramatiq, one EVALSHA per task"
+        return "group(...).run(): no batched enqueue in Dramatiq, one enqueue per task"
 
     def purge(self) -> None:
         self.module.broker.flush_all()
