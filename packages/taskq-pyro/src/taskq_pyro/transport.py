@@ -13,7 +13,6 @@ their visibility timeout passes. A clean ``close`` gives them back at once.
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +24,7 @@ from taskq.transports.checks import (
     check_queue,
     check_queues,
     check_seconds,
+    check_timeout,
     visible_at,
 )
 from taskq.transports.dead_letter import dead_lettered
@@ -52,17 +52,6 @@ def _to_wire(envelope: Envelope) -> Message:
 
 def _from_wire(message: Any) -> Envelope:
     return Envelope.decode(json.dumps(message))
-
-
-def _check_timeout(timeout: object) -> float:
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or not math.isfinite(timeout)
-        or timeout < 0
-    ):
-        raise ValueError(f"timeout must be a finite number of seconds >= 0, got {timeout!r}")
-    return float(timeout)
 
 
 class PyroTransport:
@@ -170,7 +159,7 @@ class PyroTransport:
     def fetch(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
         names = check_queues(queues)
         limit = check_limit(limit)
-        deadline = time.monotonic() + _check_timeout(timeout)
+        deadline = time.monotonic() + check_timeout(timeout)
         while True:
             wait = min(max(deadline - time.monotonic(), 0.0), _FETCH_SLICE)
             with broker_errors("fetch"):

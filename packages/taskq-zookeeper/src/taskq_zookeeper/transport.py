@@ -41,6 +41,7 @@ from taskq.transports.checks import (
     check_queue,
     check_queues,
     check_seconds,
+    check_timeout,
     visible_at,
 )
 from taskq.transports.dead_letter import dead_lettered
@@ -59,17 +60,6 @@ logger = logging.getLogger("taskq_zookeeper.transport")
 
 #: How often the broadcaster prunes old broadcasts of the exchanges it sends to.
 _PRUNE_EVERY = 5.0
-
-
-def _check_timeout(timeout: object) -> float:
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or not math.isfinite(timeout)
-        or timeout < 0
-    ):
-        raise ValueError(f"timeout must be a finite number of seconds >= 0, got {timeout!r}")
-    return float(timeout)
 
 
 class ZookeeperTransport:
@@ -232,7 +222,7 @@ class ZookeeperTransport:
     def fetch(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
         names = check_queues(queues)
         limit = check_limit(limit)
-        deadline = time.monotonic() + _check_timeout(timeout)
+        deadline = time.monotonic() + check_timeout(timeout)
         while True:
             with self._changes:
                 generation = self._generation

@@ -10,7 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["check_queue", "check_queues", "check_limit", "visible_at", "check_seconds"]
+__all__ = [
+    "check_queue",
+    "check_queues",
+    "check_limit",
+    "check_timeout",
+    "visible_at",
+    "check_seconds",
+]
 
 
 def check_queue(queue: object, what: str = "a queue") -> str:
@@ -56,4 +63,12 @@ def check_seconds(seconds: object) -> float:
     value = _number(seconds)
     if value is None or value <= 0:
         raise ValueError(f"seconds must be a positive finite number, got {seconds!r}")
+    return value
+
+
+def check_timeout(timeout: object) -> float:
+    """A fetch's wait: a finite number of seconds, 0 meaning do not wait."""
+    value = _number(timeout)
+    if value is None or value < 0:
+        raise ValueError(f"timeout must be a finite number of seconds >= 0, got {timeout!r}")
     return value
