@@ -30,6 +30,7 @@ from taskq.exceptions import (
     TimeLimitExceeded,
 )
 from taskq_protocol import ResultMeta, TaskMessage, exception_to_dict, states
+from taskq_protocol.message import safe_repr
 from taskq_serializers import SerializationError
 
 if TYPE_CHECKING:
@@ -146,8 +147,13 @@ def execute(
     *,
     hostname: str | None = None,
     delivery_info: Mapping[str, Any] | None = None,
+    summarize: bool = True,
 ) -> Execution:
-    """Run ``message``'s task here; store, chain and signal; say how to settle the message."""
+    """Run ``message``'s task here; store, chain and signal; say how to settle the message.
+
+    ``summarize=False`` leaves :attr:`Execution.summary` empty: the repr of the return value
+    is only for a log line, which a worker whose log level hides it does not write.
+    """
     started = time.monotonic()
     info = delivery_info or {}
     task = app.tasks.get(message.name)
@@ -168,13 +174,11 @@ def execute(
         outcome.settle,
         outcome.reason,
         time.monotonic() - started,
-        _summary(outcome),
+        _summary(outcome) if summarize else "",
     )
 
 
 def _summary(outcome: _Outcome) -> str:
-    from taskq_protocol.message import safe_repr
-
     if outcome.exc is not None:
         return safe_repr(outcome.exc, 256)
     return safe_repr(outcome.retval, 256)
@@ -345,6 +349,8 @@ def _send_followers(app: TaskQ, request: Request, retval: Any) -> None:
     Several callbacks go out as one group (a group callback as its own), as Celery sends
     them; each is listed in this task's children.
     """
+    if not request.chain and (request.callbacks is None or request.callbacks == []):
+        return  # the usual case: nothing follows, so none of the canvas machinery is needed
     from taskq.canvas.group import group, is_group
     from taskq.canvas.sending import Plan, record_child
     from taskq.canvas.signature import as_signature_list, required

@@ -61,7 +61,13 @@ def run_task(key: int, received: Received, delivery_info: dict[str, Any]) -> Exe
     except Undeliverable as exc:
         return Execution(received.id, received.name, states.REJECTED, DEAD_LETTER, str(exc))
     try:
-        execution = execute(app, message, hostname=hostname, delivery_info=delivery_info)
+        execution = execute(
+            app,
+            message,
+            hostname=hostname,
+            delivery_info=delivery_info,
+            summarize=tasklog.wants_summary(),
+        )
     except STOPPED_BY_POOL:
         raise  # the pool stopped the task; it reports the timeout or termination itself
     except Exception as exc:

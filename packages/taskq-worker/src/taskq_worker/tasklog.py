@@ -18,12 +18,18 @@ from taskq.execution import Execution
 from taskq_protocol import states
 from taskq_protocol.message import safe_repr
 
-__all__ = ["log_execution", "connect", "disconnect"]
+__all__ = ["log_execution", "wants_summary", "connect", "disconnect"]
 
 logger = logging.getLogger("taskq_worker.trace")
 
 _FAILURE_UID = "taskq_worker.tasklog.failure"
 _RETRY_UID = "taskq_worker.tasklog.retry"
+
+
+def wants_summary() -> bool:
+    """Whether :func:`log_execution` writes the success line that shows the return value's
+    repr; when it does not, the run need not build that repr."""
+    return logger.isEnabledFor(logging.INFO)
 
 
 def log_execution(execution: Execution) -> None:
