@@ -11,11 +11,15 @@ socket, Sentinel), started from the same binary; ``start_redis(*args)`` starts m
 ``interop_apps(url, transport_options)``: the worker apps in ``interop_apps/`` (a taskq app and
 a Celery app on one Redis), to start real worker processes from.
 
+``prefix``, ``raw`` and ``open_transport(url=None, **options)``: transports on the shared Redis
+under a unique ``global_keyprefix``, and a plain client that deletes that prefix's keys after.
+
 Every test isolates itself by key names (``unique_name``), never by flushing a database.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +29,8 @@ from typing import Any
 import pytest
 import redis
 
+from taskq.contracts import TransportError
+from taskq_redis.transport import RedisTransport
 from taskq_testing.plugin import server_missing
 from taskq_testing.servers import ServerProcess, binary_or_none, free_port
 from taskq_testing.worker_processes import InteropApps
@@ -170,3 +176,40 @@ def interop_apps() -> ConfigureApps:
         return InteropApps(APPS, "taskq_side", "celery_side", variables)
 
     return configure
+
+
+Open = Callable[..., RedisTransport]
+
+
+@pytest.fixture
+def prefix(unique_name: str) -> str:
+    return f"{unique_name}:"
+
+
+@pytest.fixture
+def raw(redis_url: str, prefix: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    keys = list(client.scan_iter(match=prefix + "*", count=10_000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def open_transport(redis_url: str, prefix: str, raw: redis.Redis) -> Iterator[Open]:
+    """Transports on the shared Redis, isolated by a unique ``global_keyprefix`` (``raw``
+    deletes the prefix's keys after the transports are closed)."""
+    opened: list[RedisTransport] = []
+
+    def open_transport(url: str | None = None, **options: Any) -> RedisTransport:
+        options.setdefault("global_keyprefix", prefix)
+        transport = RedisTransport(url or redis_url, options)
+        transport.connect()
+        opened.append(transport)
+        return transport
+
+    yield open_transport
+    for transport in opened:
+        with contextlib.suppress(TransportError):
+            transport.close()

@@ -4,53 +4,20 @@ pushes it is still taken and recorded, and a burst never exceeds the fetch's lim
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 
-from taskq.contracts import Delivery, TransportError
+from taskq.contracts import Delivery
 from taskq_redis.transport import RedisTransport
 from taskq_testing.factories import make_envelope, task_id_of
 from taskq_testing.waiting import wait_until
 
 Open = Callable[..., RedisTransport]
-
-
-@pytest.fixture
-def prefix(unique_name: str) -> str:
-    return f"{unique_name}:"
-
-
-@pytest.fixture
-def raw(redis_url: str, prefix: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    keys = list(client.scan_iter(match=prefix + "*", count=10_000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture
-def open_transport(redis_url: str, prefix: str, raw: redis.Redis) -> Iterator[Open]:
-    opened: list[RedisTransport] = []
-
-    def open_transport(**options: Any) -> RedisTransport:
-        options.setdefault("global_keyprefix", prefix)
-        transport = RedisTransport(redis_url, options)
-        transport.connect()
-        opened.append(transport)
-        return transport
-
-    yield open_transport
-    for transport in opened:
-        with contextlib.suppress(TransportError):
-            transport.close()
 
 
 class BlockedFetch:

@@ -7,7 +7,7 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,40 +20,6 @@ from taskq_testing.waiting import wait_until
 
 SEP = "\x06\x16"
 Open = Callable[..., RedisTransport]
-
-
-@pytest.fixture
-def prefix(unique_name: str) -> str:
-    return f"{unique_name}:"
-
-
-@pytest.fixture
-def raw(redis_url: str, prefix: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    keys = list(client.scan_iter(match=prefix + "*", count=10_000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture
-def open_transport(redis_url: str, prefix: str, raw: redis.Redis) -> Iterator[Open]:
-    """Transports on the shared Redis, isolated by a unique ``global_keyprefix`` (``raw``
-    deletes the prefix's keys after the transports are closed)."""
-    opened: list[RedisTransport] = []
-
-    def open_transport(url: str | None = None, **options: Any) -> RedisTransport:
-        options.setdefault("global_keyprefix", prefix)
-        transport = RedisTransport(url or redis_url, options)
-        transport.connect()
-        opened.append(transport)
-        return transport
-
-    yield open_transport
-    for transport in opened:
-        with contextlib.suppress(TransportError):
-            transport.close()
 
 
 def ids(deliveries: list[Any]) -> list[str]:
