@@ -74,6 +74,23 @@ def test_a_child_holds_several_jobs_and_runs_them_in_order(open_pool: Open) -> N
     wait_until(lambda: pool.room == DEPTH and pool.free_slots == 1)
 
 
+def test_both_threads_of_a_child_read_its_pipe_without_losing_a_job(open_pool: Open) -> None:
+    """Jobs of a few milliseconds arrive while others run: the watcher thread reads the pipe
+    during jobs, the main thread between them. Every job runs once, in order per child."""
+    pool, outcomes = open_pool(2)
+    jobs = [job(targets.sleep_then, 0.002, i) for i in range(400)]
+    sent = 0
+    while sent < len(jobs):
+        room = pool.room
+        if room:
+            pool.apply_many(jobs[sent : sent + room])
+            sent += room
+        time.sleep(0.001)
+    assert [outcomes.wait(j.task_id).value for j in jobs] == list(range(400))
+    assert len(outcomes.seen) == 400
+    wait_until(lambda: pool.room == 2 * DEPTH and pool.free_slots == 2)
+
+
 def test_jobs_go_to_the_least_loaded_child(open_pool: Open, tmp_path: Path) -> None:
     pool, outcomes = open_pool(2)
     first, first_started, first_release = blocker(tmp_path, "first")

@@ -19,12 +19,13 @@ to name a module-level target. A child then:
 Signals are blocked around ``fork`` so none of the worker's handlers can run in the child
 before step 1 replaced them.
 
-The parent may send several jobs at once; the child keeps them in order, and a reader thread
-takes what the parent sends while a job runs. Because it replies to each job before starting the
-next, the parent always knows which job a child is running: the first it sent that has no
-reply yet. Messages are pickled tuples. Parent to child: ``(JOBS, [(seq, pickled job), ...])``
-(a job is ``(task_id, target, args, soft_time_limit)``), ``(TAKE, [seq, ...])`` to have jobs
-that have not started given back, or ``None`` to stop (jobs not started are given back first).
+The parent may send several jobs at once; the child keeps them in order. It reads its pipe on
+its main thread between jobs, and on a watcher thread while a job runs (see :class:`_Jobs`).
+Because it replies to each job before starting the next, the parent always knows which job a
+child is running: the first it sent that has no reply yet. Messages are pickled tuples. Parent
+to child: ``(JOBS, [(seq, pickled job), ...])`` (a job is ``(task_id, target, args,
+soft_time_limit)``), ``(TAKE, [seq, ...])`` to have jobs that have not started given back, or
+``None`` to stop (jobs not started are given back first).
 Child to parent: ``(READY,)``, ``(INIT_FAILED, description)``, after a job
 ``(DONE, seq, value, retire)`` / ``(LOST, seq, description, retire)``, and
 ``(RETURNED, [seq, ...])`` for jobs given back. A retiring child runs nothing after its reply:
@@ -38,9 +39,11 @@ import logging
 import os
 import pickle
 import resource
+import select
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -50,6 +53,7 @@ from typing import Any, NoReturn
 from taskq.contracts import PoolJob
 
 from .alarm import run_with_alarm
+from .frames import Inbox
 from .jobs import Ran, escaped
 from .options import PoolOptions
 
@@ -146,21 +150,35 @@ def _initialize(conn: Connection, initializer: Callable[[], None] | None) -> boo
 #: A job as a child holds it: (seq, task_id, target, args, soft_time_limit).
 _Queued = tuple[int, str, Callable[..., Any], tuple[Any, ...], float | None]
 
+#: How often the watcher thread looks for the parent's messages while a job runs, and how
+#: often it checks whether one runs while the child idles (its main thread reads then).
+WATCH_INTERVAL = 0.005
+IDLE_WATCH_INTERVAL = 0.05
 
-class _Inbox:
-    """The jobs the parent sent, filled by a reader thread while the main thread runs them.
 
-    Reading on a thread of its own is what lets a child give jobs back while it runs a long
-    one (a TAKE cannot wait for the job to end). Replies are written by both threads, one
-    whole message at a time.
+class _Jobs:
+    """The jobs the parent sent, read from the pipe by whichever thread is free to.
+
+    The main thread reads the pipe itself between jobs: at once when nothing is queued (it
+    blocks there while idle), otherwise only what is already waiting. No other thread stands
+    between a job's arrival and its start, so an idle child starts a job without a thread
+    hand-off. While a job runs, a watcher thread reads instead, every ``WATCH_INTERVAL``: that
+    is what lets a child give jobs back (``TAKE``) or learn it must stop while it runs a long
+    one. One thread reads at a time (``_reading``), whole frames, through one :class:`Inbox`;
+    replies are written by both threads, one whole message at a time.
     """
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.cond = threading.Condition()
         self.queued: deque[_Queued] = deque()
         #: Told to stop, or the parent is gone: run nothing more.
         self.closing = False
+        #: The main thread runs a job (the watcher reads the pipe meanwhile).
+        self.running = False
+        self._inbox = Inbox(conn.fileno())
+        self._poller = _poller(conn.fileno())  # the main thread's: one poll() at a time
+        self._reading = threading.Lock()
+        self._lock = threading.Lock()  # the queue and ``closing``
         self._sending = threading.Lock()
 
     def send(self, data: bytes) -> None:
@@ -168,30 +186,57 @@ class _Inbox:
             self.conn.send_bytes(data)
 
     def next(self) -> _Queued | None:
-        """The next job, waiting for one; None once the child should exit."""
-        with self.cond:
-            while not self.queued and not self.closing:
-                self.cond.wait()
-            return None if self.closing else self.queued.popleft()
-
-    def read(self) -> None:
-        """The reader thread: until the parent says stop or goes away."""
+        """The main thread's next job, waiting for one; None once the child should exit."""
+        self.running = False
         while True:
+            with self._lock:
+                idle = not self.queued and not self.closing
+            if idle or self._poller.poll(0):
+                with self._reading:
+                    # Blocks while idle; otherwise reads only what the poll saw waiting.
+                    self._read()
+            with self._lock:
+                if self.closing:
+                    return None
+                if self.queued:
+                    self.running = True
+                    return self.queued.popleft()
+
+    def watch(self) -> None:
+        """The watcher thread: reads what the parent sends while the main thread runs a job."""
+        poller = _poller(self.conn.fileno())
+        while not self.closing:
+            time.sleep(WATCH_INTERVAL if self.running else IDLE_WATCH_INTERVAL)
+            if not self.running or not self._reading.acquire(blocking=False):
+                continue
             try:
-                data = self.conn.recv_bytes()
-            except (EOFError, OSError):  # the parent is gone
+                # Still running: the main thread reads nothing until it holds the lock again.
+                if self.running and poller.poll(0):
+                    self._read()
+            finally:
+                self._reading.release()
+
+    def _read(self) -> None:
+        """Handle the frames one read of the pipe brings (with ``_reading`` held)."""
+        try:
+            frames = self._inbox.read()
+        except OSError:
+            frames = None
+        if frames is None:  # the parent is gone
+            with self._lock:
                 self._close([])
-                return
+            return
+        for data in frames:
             message = pickle.loads(data)  # the parent's own tuples of bytes and ints
             if message is None:
-                with self.cond:
+                with self._lock:
                     self._close([item[0] for item in self.queued])
                 return
             kind, items = message
             if kind == JOBS:
                 self._accept(items)
             else:
-                with self.cond:
+                with self._lock:
                     self._give_back(items)
 
     def _accept(self, items: list[tuple[int, bytes]]) -> None:
@@ -204,13 +249,12 @@ class _Inbox:
                 self.send(dumps((LOST, seq, why, False)))
                 continue
             loaded.append((seq, task_id, target, args, soft_time_limit))
-        with self.cond:
+        with self._lock:
             self.queued.extend(loaded)
-            self.cond.notify()
 
     def _give_back(self, wanted: list[int]) -> None:
-        """Return the wanted jobs that have not started (with the condition held); the
-        others ran or run, and are answered as usual."""
+        """Return the wanted jobs that have not started (with ``_lock`` held); the others ran
+        or run, and are answered as usual."""
         asked = set(wanted)
         returned = [item[0] for item in self.queued if item[0] in asked]
         if returned:
@@ -220,25 +264,31 @@ class _Inbox:
         self.send(dumps((RETURNED, returned)))
 
     def _close(self, give_back: list[int]) -> None:
-        with self.cond:
-            if give_back:
-                self._give_back(give_back)
-            self.queued.clear()
-            self.closing = True
-            self.cond.notify()
+        """Stop, giving back the jobs not started that ``give_back`` names (with ``_lock``
+        held): nothing more runs."""
+        if give_back:
+            self._give_back(give_back)
+        self.queued.clear()
+        self.closing = True
+
+
+def _poller(fd: int) -> select.poll:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return poller
 
 
 def _serve(conn: Connection, options: PoolOptions) -> None:
-    inbox = _Inbox(conn)
-    threading.Thread(target=inbox.read, name="taskq-child-reader", daemon=True).start()
+    jobs = _Jobs(conn)
+    threading.Thread(target=jobs.watch, name="taskq-child-watcher", daemon=True).start()
     done = 0
-    while (item := inbox.next()) is not None:
+    while (item := jobs.next()) is not None:
         seq, task_id, target, args, soft_time_limit = item
         job = PoolJob(task_id, target, args, soft_time_limit)
         ran, _ = run_with_alarm(job, enforce_hard=False)
         done += 1
         retire = _must_retire(done, options)
-        inbox.send(_reply(seq, job, ran, retire))
+        jobs.send(_reply(seq, job, ran, retire))
         if retire:
             return
 
