@@ -99,6 +99,56 @@ MUTANTS = {
         "    return lambda: None",
         "test_unsubscribe_stops_delivery",
     ),
+    # The direct exchange (remote-control replies): send_direct and delete_queue.
+    "send-direct-ignores-the-routing-key": (
+        "def send_direct(self, exchange, routing_key, envelope):\n"
+        "    rows = self._db.query(\n"
+        "        'SELECT DISTINCT routing_key FROM taskq_bindings WHERE exchange = ?', (exchange,))\n"
+        "    sent = False\n"
+        "    for (key,) in rows:\n"
+        "        sent = super().send_direct(exchange, key, envelope) or sent\n"
+        "    return sent",
+        "test_send_direct_matches_the_routing_key_exactly",
+    ),
+    "send-direct-always-says-delivered": (
+        "def send_direct(self, exchange, routing_key, envelope):\n"
+        "    super().send_direct(exchange, routing_key, envelope)\n"
+        "    return True",
+        "test_send_direct_without_a_bound_queue_returns_false",
+    ),
+    "send-direct-reaches-one-queue-only": (
+        "def send_direct(self, exchange, routing_key, envelope):\n"
+        "    rows = self._db.query(\n"
+        "        'SELECT queue FROM taskq_bindings WHERE exchange = ? AND routing_key = ? '\n"
+        "        'ORDER BY queue LIMIT 1', (exchange, routing_key))\n"
+        "    for (queue,) in rows:\n"
+        "        self.publish(queue, envelope)\n"
+        "    return bool(rows)",
+        "test_send_direct_reaches_every_queue_bound_with_the_key",
+    ),
+    "delete-queue-keeps-the-binding": (
+        "def delete_queue(self, name):\n    self.purge(name)",
+        "test_delete_queue_removes_messages_and_bindings",
+    ),
+    "delete-queue-keeps-held-deliveries": (
+        "def delete_queue(self, name):\n"
+        "    self.purge(name)\n"
+        "    with self._db.write() as conn:\n"
+        "        conn.execute('DELETE FROM taskq_bindings WHERE queue = ?', (name,))",
+        "test_delete_queue_drops_a_held_delivery",
+    ),
+    "delete-queue-lets-a-requeued-delivery-back": (
+        "def delete_queue(self, name):\n"
+        "    with self._db.write() as conn:\n"
+        "        conn.execute('DELETE FROM taskq_messages WHERE queue = ? AND in_flight = 0',\n"
+        "                     (name,))\n"
+        "        conn.execute('DELETE FROM taskq_bindings WHERE queue = ?', (name,))",
+        "test_settling_a_deleted_queues_delivery_is_harmless",
+    ),
+    "declare-queue-forgets-the-binding": (
+        "def declare_queue(self, spec):\n    pass",
+        "test_send_direct_reaches_the_bound_queue",
+    ),
 }
 
 
