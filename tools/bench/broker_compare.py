@@ -34,11 +34,11 @@ from measure import CounterWatch, OtherCpu, TreeRssSampler, local_broker_pids, p
 from peers.clients import CLIENTS, Client
 from peers.counter import BROKER_VARIABLE, URL_VARIABLE
 from scratch_database import ForeignDatabase, ScratchDatabase
-from worker_process import WorkerProcess
+from tables import fixed, mib, rate, ratio, table
+from worker_process import BENCH_DIR, WorkerProcess, bench_env
 
 __all__ = ["DEFAULT_AMQP", "DEFAULT_URL", "ForeignDatabase", "failed", "report", "run"]
 
-BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_URL = "redis://localhost:6379/15"
 DEFAULT_AMQP = "amqp://guest:guest@localhost:5672//"
 MILLION = 1_000_000
@@ -96,15 +96,10 @@ class Result:
     million_note: str = ""
 
 
-def _worker_env() -> dict[str, str]:
-    paths = [str(BENCH_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-
-
 def _start_worker(client: Client, concurrency: int, workdir: Path) -> WorkerProcess:
     log_path = workdir / f"{client.name.lower()}-worker.log"
     worker = WorkerProcess(
-        client.worker_argv(concurrency), cwd=BENCH_DIR, env=_worker_env(), log_path=log_path
+        client.worker_argv(concurrency), cwd=BENCH_DIR, env=bench_env(), log_path=log_path
     )
     worker.start()
     return worker
@@ -268,62 +263,33 @@ def run(
 # -- the report ------------------------------------------------------------------------------
 
 
-def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _mib(value: int | None) -> str:
-    return "-" if value is None else f"{value / 2**20:,.0f}"
-
-
-def _ratio(numerator: float | None, denominator: float | None) -> str:
-    if not numerator or not denominator:
-        return "-"
-    return f"{numerator / denominator:.2f}x"
-
-
 def _metric_rows(rounds: dict[str, Round], tasks: int, calls: int) -> list[list[str]]:
     taskq, celery, dramatiq = rounds["taskq"], rounds["celery"], rounds["dramatiq"]
     rows: list[list[str]] = []
 
     def higher_is_better(label: str, get: Callable[[Round], float | None]) -> None:
         t, c, d = get(taskq), get(celery), get(dramatiq)
-        rows.append([label, _rate(t), _rate(c), _rate(d), _ratio(t, c), _ratio(t, d)])
+        rows.append([label, rate(t), rate(c), rate(d), ratio(t, c), ratio(t, d)])
 
     def lower_is_better(
         label: str, get: Callable[[Round], float | None], show: Callable[[float | None], str]
     ) -> None:
         t, c, d = get(taskq), get(celery), get(dramatiq)
-        rows.append([label, show(t), show(c), show(d), _ratio(c, t), _ratio(d, t)])
+        rows.append([label, show(t), show(c), show(d), ratio(c, t), ratio(d, t)])
 
     higher_is_better(f"publish, {tasks:,} delay() (tasks/s)", lambda r: r.publish_per_s)
     higher_is_better(f"publish, one group of {tasks:,} (tasks/s)", lambda r: r.batch_per_s)
     higher_is_better("consume+execute (tasks/s)", lambda r: r.consume_per_s)
     higher_is_better("  with worker start-up (tasks/s)", lambda r: r.consume_with_startup_per_s)
-    lower_is_better(f"round trip p50, {calls:,} calls (ms)", lambda r: r.rtt_p50_ms, _ms)
-    lower_is_better(f"round trip p99, {calls:,} calls (ms)", lambda r: r.rtt_p99_ms, _ms)
+    lower_is_better(f"round trip p50, {calls:,} calls (ms)", lambda r: r.rtt_p50_ms, fixed)
+    lower_is_better(f"round trip p99, {calls:,} calls (ms)", lambda r: r.rtt_p99_ms, fixed)
     lower_is_better(
         "worker peak RSS, process tree (MiB)",
         lambda r: None if r.peak_rss_bytes is None else float(r.peak_rss_bytes),
-        lambda v: _mib(None if v is None else int(v)),
+        lambda v: mib(None if v is None else int(v)),
     )
-    lower_is_better("worker start-up (s)", lambda r: r.startup_s, _ms)
+    lower_is_better("worker start-up (s)", lambda r: r.startup_s, fixed)
     return rows
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines: list[str] = []
-    for row in [header, *rows]:
-        cells = [row[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        lines.append("  ".join(cells))
-    lines.insert(1, "-" * len(lines[0]))
-    return lines
 
 
 def report(result: Result) -> str:
@@ -337,7 +303,7 @@ def report(result: Result) -> str:
         "result backend. Ratios: > 1 means taskq is better (rates taskq/peer, times and "
         "memory peer/taskq).",
         "",
-        *_table(
+        *table(
             ["metric", "taskq", "Celery", "Dramatiq", "taskq/Celery", "taskq/Dramatiq"],
             _metric_rows(rounds, result.tasks, result.calls),
         ),
@@ -371,15 +337,15 @@ def _million_lines(result: Result) -> list[str]:
     consume = million.consume_s
     rows = [
         [f"publish, send_many in groups of {MILLION_CHUNK:,} (tasks/s)",
-         _rate(million.publish_per_s)],
-        ["Redis used_memory with all queued (MiB)", _mib(million.redis_memory_bytes)],
-        ["consume+execute (s)", _ms(consume)],
-        ["consume+execute (tasks/s)", _rate(million.tasks / consume if consume else None)],
-        ["consume+execute (tasks/min)", _rate(million.tasks * 60 / consume if consume else None)],
-        ["  with worker start-up (s)", _ms(million.consume_with_startup_s)],
-        ["worker peak RSS, process tree (MiB)", _mib(million.peak_rss_bytes)],
+         rate(million.publish_per_s)],
+        ["Redis used_memory with all queued (MiB)", mib(million.redis_memory_bytes)],
+        ["consume+execute (s)", fixed(consume)],
+        ["consume+execute (tasks/s)", rate(million.tasks / consume if consume else None)],
+        ["consume+execute (tasks/min)", rate(million.tasks * 60 / consume if consume else None)],
+        ["  with worker start-up (s)", fixed(million.consume_with_startup_s)],
+        ["worker peak RSS, process tree (MiB)", mib(million.peak_rss_bytes)],
     ]  # fmt: skip
-    lines += _table(["metric", "taskq"], rows)
+    lines += table(["metric", "taskq"], rows)
     lines.append(f"published with: {million.publish_how or '-'}")
     if million.other_cpus is not None:
         lines.append(f"CPUs busy with other programs meanwhile: {million.other_cpus:.2f}")

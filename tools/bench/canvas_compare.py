@@ -47,11 +47,11 @@ from measure import OtherCpu, local_broker_pids
 from peers.clients import CLIENTS, Client
 from peers.counter import URL_VARIABLE
 from scratch_database import ForeignDatabase, ScratchDatabase
-from worker_process import WorkerProcess
+from tables import fixed, ratio, table
+from worker_process import BENCH_DIR, WorkerProcess, bench_env
 
 __all__ = ["DEFAULT_URL", "ForeignDatabase", "failed", "report", "run"]
 
-BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_URL = "redis://localhost:6379/15"
 WORKLOADS = ("group", "chord")
 WARMUP_SIZE = 200
@@ -228,15 +228,10 @@ def _run_once(
     return timing
 
 
-def _worker_env() -> dict[str, str]:
-    paths = [str(BENCH_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-
-
 def _started_worker(canvas: Canvas, concurrency: int, workdir: Path) -> WorkerProcess:
     log_path = workdir / f"{canvas.name.lower()}-worker.log"
     worker = WorkerProcess(
-        canvas.client.worker_argv(concurrency), cwd=BENCH_DIR, env=_worker_env(), log_path=log_path
+        canvas.client.worker_argv(concurrency), cwd=BENCH_DIR, env=bench_env(), log_path=log_path
     )
     worker.start()
     return worker
@@ -309,16 +304,6 @@ def run(url: str, size: int = 10_000, repeats: int = 3) -> Result:
 # -- the report ------------------------------------------------------------------------------
 
 
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _ratio(celery: float | None, taskq: float | None) -> str:
-    if not celery or not taskq:
-        return "-"
-    return f"{celery / taskq:.2f}x"
-
-
 def _rows(result: Result) -> Iterator[list[str]]:
     rounds = {r.system: r for r in result.rounds}
     taskq, celery = rounds.get("taskq"), rounds.get("Celery")
@@ -331,18 +316,7 @@ def _rows(result: Result) -> Iterator[list[str]]:
         ):
             t = taskq.median(workload, get) if taskq else None
             c = celery.median(workload, get) if celery else None
-            yield [f"{what}: {label} (s)", _seconds(t), _seconds(c), _ratio(c, t)]
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines: list[str] = []
-    for row in [header, *rows]:
-        cells = [row[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        lines.append("  ".join(cells))
-    lines.insert(1, "-" * len(lines[0]))
-    return lines
+            yield [f"{what}: {label} (s)", fixed(t), fixed(c), ratio(c, t)]
 
 
 def report(result: Result) -> str:
@@ -354,7 +328,7 @@ def report(result: Result) -> str:
         "done = the last result stored (the group's latest, the body's); in hand (one run of "
         "its own): the client's get() returned. Ratio Celery/taskq: > 1 means taskq is faster.",
         "",
-        *_table(["metric", "taskq", "Celery", "Celery/taskq"], list(_rows(result))),
+        *table(["metric", "taskq", "Celery", "Celery/taskq"], list(_rows(result))),
     ]
     others = ", ".join(
         f"{r.system} {r.other_cpus:.2f}" for r in result.rounds if r.other_cpus is not None

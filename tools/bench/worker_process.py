@@ -14,6 +14,15 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+#: The benchmark's own directory: workers import the peer apps (``peers.*``) from it.
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def bench_env() -> dict[str, str]:
+    """This process's environment, with the benchmark's directory first on ``PYTHONPATH``."""
+    paths = [str(BENCH_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
 
 class WorkerProcess:
     def __init__(
