@@ -70,7 +70,7 @@ from taskq.transports.unacked import Unacked
 from taskq_protocol import Envelope, ProtocolError
 from taskq_redis.bindings import binding_member, binding_ttl_ms, expires_ms
 from taskq_redis.commands import commands
-from taskq_redis.connection import client_from_url, parse_redis_url
+from taskq_redis.connection import DirectConnection, client_from_url, parse_redis_url
 from taskq_redis.fanout import FanoutListener
 from taskq_redis.keys import KeyLayout, message_priority
 from taskq_redis.restore import GiveBack, mark_redelivered, restore_expired
@@ -156,6 +156,8 @@ class RedisTransport:
         parsed = parse_redis_url(url)
         self._client = client_from_url(url, options)
         self._redis = commands(self._client)
+        #: Single publishes go here, past redis-py's per-command overhead.
+        self._direct = DirectConnection(self._client)
         opts = self.options
         self.keys = KeyLayout(
             prefix=opts.global_keyprefix,
@@ -241,6 +243,7 @@ class RedisTransport:
                     len(handles),
                     exc,
                 )
+        self._direct.close()
         self._client.close()
         self._client.connection_pool.disconnect()
 
@@ -362,28 +365,14 @@ class RedisTransport:
             self._publish_one(keys.wake(queue), keys.waiting(queue), target, message)
 
     def _publish_one(self, wake: str, waiting: str, target: str, message: bytes) -> None:
-        """The common case as one EVALSHA sent straight on a pooled connection: no pipeline,
-        none of redis-py's per-command bookkeeping, with the client's retry policy (each
-        failed attempt drops the connection, the next one reconnects)."""
-        pool: Any = self._client.connection_pool  # redis-py leaves these untyped
-        conn: Any = pool.get_connection()
+        """The common case as one EVALSHA on the transport's direct connection (see
+        :class:`~taskq_redis.connection.DirectConnection`), loading the script on NOSCRIPT."""
         command = ("EVALSHA", PUBLISH.sha, 3, wake, waiting, target, message)
-
-        def send() -> object:
-            conn.send_command(*command)
-            return conn.read_response()
-
-        def failed(_error: Exception) -> None:
-            conn.disconnect()
-
         try:
-            try:
-                conn.retry.call_with_retry(send, failed)
-            except NoScriptError:
-                self._redis.script_load(PUBLISH.source)
-                conn.retry.call_with_retry(send, failed)
-        finally:
-            pool.release(conn)
+            self._direct.execute(*command)
+        except NoScriptError:
+            self._redis.script_load(PUBLISH.source)
+            self._direct.execute(*command)
 
     def publish_many(self, items: Sequence[tuple[str, Envelope, float | None]]) -> None:
         if not items:
