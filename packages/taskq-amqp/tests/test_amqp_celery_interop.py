@@ -20,14 +20,18 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from celery import chain as celery_chain
 from kombu.entity import Exchange, Queue
 
 from taskq import TaskQ
-from taskq import chain as taskq_chain
-from taskq import signature as taskq_signature
 from taskq.contracts import QueueSpec
 from taskq_amqp.transport import AmqpTransport
+from taskq_testing.interop_scenarios import (
+    assert_alive,
+    chain_from_celery,
+    chain_from_taskq,
+    parse_eta,
+    pings_cross,
+)
 from taskq_testing.waiting import wait_until
 from taskq_testing.worker_processes import InteropApps, StartedWorkers, WorkerProcess, answers_ping
 
@@ -123,17 +127,10 @@ def interop(
 
 @pytest.fixture(autouse=True)
 def _workers_alive(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that used the workers fails with their logs when one of them died meanwhile."""
     yield
     if "interop" in request.fixturenames:
-        setup: Interop = request.getfixturevalue("interop")
-        assert setup.taskq_worker.alive(), setup.logs()
-        assert setup.celery_worker.alive(), setup.logs()
-
-
-def _parse_eta(value: Any) -> datetime:
-    eta = datetime.fromisoformat(value) if isinstance(value, str) else value
-    assert isinstance(eta, datetime), value
-    return eta
+        assert_alive(request.getfixturevalue("interop"))
 
 
 def test_celery_worker_runs_what_taskq_sends(interop: Interop) -> None:
@@ -160,7 +157,7 @@ def test_celery_worker_runs_a_taskq_countdown_after_it(interop: Interop) -> None
     info = result.get(timeout=TIMEOUT)
     assert info["side"] == "celery"
     assert info["headers"].get("x-interop") == "from-taskq"
-    eta = _parse_eta(info["eta"])
+    eta = parse_eta(info["eta"])
     assert sent_at + timedelta(seconds=2) <= eta <= sent_at + timedelta(seconds=3)
     meta = interop.taskq.backend.get(result.id)
     assert meta is not None
@@ -180,47 +177,24 @@ def test_taskq_worker_runs_a_celery_countdown_after_it(interop: Interop) -> None
     info = result.get(timeout=TIMEOUT)
     assert info["side"] == "taskq"
     assert info["headers"].get("x-interop") == "from-celery"
-    eta = _parse_eta(info["eta"])
+    eta = parse_eta(info["eta"])
     assert sent_at + timedelta(seconds=3) <= eta <= sent_at + timedelta(seconds=4)
     assert result.date_done is not None
     assert result.date_done >= eta, "ran before its countdown"
 
 
 def test_a_chain_from_celery_crosses_both_workers(interop: Interop) -> None:
-    app = interop.celery
-    steps = celery_chain(
-        app.signature("interop.tag", ([], "one"), queue=interop.taskq_queue),
-        app.signature("interop.tag", ("two",), queue=interop.celery_queue),
-        app.signature("interop.tag", ("three",), queue=interop.taskq_queue),
-    )
-    result: Any = steps.apply_async()
-    expected = ["one@taskq", "two@celery", "three@taskq"]
-    assert result.get(timeout=TIMEOUT) == expected, interop.logs()
-    assert interop.taskq.AsyncResult(result.id).get(timeout=TIMEOUT) == expected
+    chain_from_celery(interop, TIMEOUT)
 
 
 def test_a_chain_from_taskq_crosses_both_workers(interop: Interop) -> None:
-    app = interop.taskq
-    steps = taskq_chain(
-        taskq_signature("interop.tag", ([], "one"), options={"queue": interop.celery_queue}, app=app),
-        taskq_signature("interop.tag", ("two",), options={"queue": interop.taskq_queue}, app=app),
-        taskq_signature("interop.tag", ("three",), options={"queue": interop.celery_queue}, app=app),
-    )  # fmt: skip
-    result = steps.apply_async()
-    expected = ["one@celery", "two@taskq", "three@celery"]
-    assert result.get(timeout=TIMEOUT) == expected, interop.logs()
+    chain_from_taskq(interop, TIMEOUT, first="celery")
 
 
 def test_remote_control_crosses_both_ways(interop: Interop) -> None:
     """pidbox requests on the ``celery.pidbox`` fanout, replies through the direct
     ``reply.celery.pidbox`` exchange: each side's client pings the other side's worker."""
-    celery_node, taskq_node = interop.celery_worker.node, interop.taskq_worker.node
-    from_taskq = interop.taskq.control.ping(destination=[celery_node], timeout=5)
-    assert from_taskq, "the Celery worker answered taskq's ping"
-    assert celery_node in from_taskq[0], from_taskq
-    from_celery = interop.celery.control.ping(destination=[taskq_node], timeout=5)
-    assert from_celery, "the taskq worker answered Celery's ping"
-    assert taskq_node in from_celery[0], from_celery
+    pings_cross(interop, timeout=5)
 
 
 @pytest.mark.parametrize("client", ["celery", "taskq"])

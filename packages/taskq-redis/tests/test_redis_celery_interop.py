@@ -28,15 +28,19 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
-from celery import chain as celery_chain
 from celery import chord as celery_chord
 from celery import group as celery_group
 from celery.result import AsyncResult as CeleryAsyncResult
 
 from taskq import TaskQ
-from taskq import chain as taskq_chain
-from taskq import signature as taskq_signature
 from taskq_protocol import states
+from taskq_testing.interop_scenarios import (
+    assert_alive,
+    chain_from_celery,
+    chain_from_taskq,
+    parse_eta,
+    pings_cross,
+)
 from taskq_testing.waiting import wait_until
 from taskq_testing.worker_processes import InteropApps, StartedWorkers, WorkerProcess, answers_ping
 
@@ -110,15 +114,7 @@ def _workers_alive(request: pytest.FixtureRequest) -> Iterator[None]:
     """A test that used the workers fails with their logs when one of them died meanwhile."""
     yield
     if "interop" in request.fixturenames:
-        setup: Interop = request.getfixturevalue("interop")
-        assert setup.taskq_worker.alive(), setup.logs()
-        assert setup.celery_worker.alive(), setup.logs()
-
-
-def _parse_eta(value: Any) -> datetime:
-    eta = datetime.fromisoformat(value) if isinstance(value, str) else value
-    assert isinstance(eta, datetime), value
-    return eta
+        assert_alive(request.getfixturevalue("interop"))
 
 
 # -- taskq sends, Celery's worker runs ----------------------------------------------------------
@@ -149,7 +145,7 @@ def test_celery_worker_sees_taskq_countdown_priority_and_headers(interop: Intero
     assert info["id"] == result.id
     assert info["priority"] == 5
     assert info["headers"].get("x-interop") == "from-taskq"
-    eta = _parse_eta(info["eta"])
+    eta = parse_eta(info["eta"])
     assert sent_at + timedelta(seconds=1) <= eta <= sent_at + timedelta(seconds=2)
     meta = interop.taskq.backend.get(result.id)
     assert meta is not None
@@ -195,7 +191,7 @@ def test_taskq_worker_sees_celery_countdown_priority_and_headers(interop: Intero
     assert info["id"] == result.id
     assert info["priority"] == 5
     assert info["headers"].get("x-interop") == "from-celery"
-    eta = _parse_eta(info["eta"])
+    eta = parse_eta(info["eta"])
     assert sent_at + timedelta(seconds=1) <= eta <= sent_at + timedelta(seconds=2)
     assert result.date_done is not None
     assert result.date_done >= eta, "ran before its countdown"
@@ -216,40 +212,11 @@ def test_celery_reads_a_taskq_worker_failure(interop: Interop) -> None:
 
 
 def test_a_chain_from_celery_crosses_both_workers(interop: Interop) -> None:
-    app = interop.celery
-    steps = celery_chain(
-        app.signature("interop.tag", ([], "one"), queue=interop.taskq_queue),
-        app.signature("interop.tag", ("two",), queue=interop.celery_queue),
-        app.signature("interop.tag", ("three",), queue=interop.taskq_queue),
-    )
-    result: Any = steps.apply_async()  # Celery's AsyncResult, untyped
-    expected = ["one@taskq", "two@celery", "three@taskq"]
-    assert result.get(timeout=TIMEOUT) == expected
-    assert result.parent.get(timeout=TIMEOUT) == expected[:2]
-    assert interop.taskq.AsyncResult(result.id).get(timeout=TIMEOUT) == expected
-    first = interop.taskq.AsyncResult(result.parent.parent.id)
-    assert first.get(timeout=TIMEOUT) == expected[:1]
+    chain_from_celery(interop, TIMEOUT)
 
 
 def test_a_chain_from_taskq_crosses_both_workers(interop: Interop) -> None:
-    app = interop.taskq
-    steps = taskq_chain(
-        taskq_signature(
-            "interop.tag", ([], "one"), options={"queue": interop.taskq_queue}, app=app
-        ),
-        taskq_signature("interop.tag", ("two",), options={"queue": interop.celery_queue}, app=app),
-        taskq_signature("interop.tag", ("three",), options={"queue": interop.taskq_queue}, app=app),
-        app=app,
-    )
-    result = steps.apply_async()
-    expected = ["one@taskq", "two@celery", "three@taskq"]
-    assert result.get(timeout=TIMEOUT) == expected
-    assert CeleryAsyncResult(result.id, app=interop.celery).get(timeout=TIMEOUT) == expected
-    assert result.parent is not None
-    assert (
-        CeleryAsyncResult(result.parent.id, app=interop.celery).get(timeout=TIMEOUT)
-        == (expected[:2])
-    )
+    chain_from_taskq(interop, TIMEOUT, first="taskq")
 
 
 # -- a chord across -----------------------------------------------------------------------------
@@ -391,14 +358,8 @@ def test_a_taskq_revoke_reaches_the_celery_worker(interop: Interop, unique_name:
     assert interop.redis.hgetall(unique_name) == {}
 
 
-def test_celery_ping_reaches_the_taskq_worker(interop: Interop) -> None:
-    node = interop.taskq_worker.node
-    assert interop.celery.control.ping(destination=[node], timeout=1) == [{node: {"ok": "pong"}}]
-
-
-def test_taskq_ping_reaches_the_celery_worker(interop: Interop) -> None:
-    node = interop.celery_worker.node
-    assert interop.taskq.control.ping(destination=[node], timeout=1) == [{node: {"ok": "pong"}}]
+def test_pings_cross_both_ways(interop: Interop) -> None:
+    pings_cross(interop, timeout=5)
 
 
 def test_celery_inspect_cli_pings_the_taskq_worker(interop: Interop, redis_url: str) -> None:
