@@ -1,0 +1,310 @@
+"""taskq-redis over TLS against real servers: ``rediss://`` and a Sentinel that speaks TLS.
+
+A throwaway CA and a server certificate (for ``localhost`` and ``127.0.0.1``) are made with the
+``openssl`` command once per session, as an operator would make them; a second, unrelated CA
+plays the wrong one. A private redis-server listens only on a TLS port (``--port 0``), and a
+Sentinel, also TLS-only, watches it as ``mymaster`` over TLS (``tls-replication yes``). The
+servers do not ask for client certificates (``tls-auth-clients no``): what is proven here is
+that taskq verifies the server, through its own URL and option grammar.
+
+The round trips publish, fetch and ack a message through the transport and store, read and
+wait for a result through the backend (isolated from each other by unique names); with the
+wrong CA, for the master or for the Sentinels, connecting fails with an error, not a hang.
+Without openssl or redis-server the tests skip, or fail under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import redis
+
+from taskq.contracts import BackendError, BackendOptions, TransportError
+from taskq_protocol import ResultMeta
+from taskq_redis.backend import RedisBackend
+from taskq_redis.connection import client_from_url
+from taskq_redis.transport import RedisTransport
+from taskq_testing.factories import make_envelope, make_meta, task_id_of
+from taskq_testing.plugin import server_missing
+from taskq_testing.servers import ServerProcess, binary_or_none, free_port
+
+MASTER_NAME = "mymaster"
+
+
+# -- certificates and servers ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TLSFiles:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    #: A CA that signed nothing the servers present.
+    wrong_ca: Path
+
+
+def _openssl(binary: str, directory: Path, *args: str) -> None:
+    done = subprocess.run(
+        [binary, *args], cwd=directory, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stderr}")
+
+
+def _make_ca(binary: str, directory: Path, name: str) -> Path:
+    _openssl(
+        binary, directory,
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    return directory / f"{name}.pem"
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    binary = binary_or_none("openssl", "/usr/bin", "/usr/local/bin")
+    if binary is None:
+        server_missing("openssl", "the binary is not installed (apt-get install openssl)")
+    directory = tmp_path_factory.mktemp("tls")
+    ca = _make_ca(binary, directory, "ca")
+    wrong_ca = _make_ca(binary, directory, "wrong-ca")
+    (directory / "server.ext").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth,clientAuth\n"
+        "subjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid\n"
+    )
+    _openssl(
+        binary, directory,
+        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost",
+    )  # fmt: skip
+    _openssl(
+        binary, directory,
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.pem",
+    )  # fmt: skip
+    return TLSFiles(ca, directory / "server.pem", directory / "server.key", wrong_ca)
+
+
+def _tls_client(port: int, files: TLSFiles) -> redis.Redis:
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        ssl=True,
+        ssl_ca_certs=str(files.ca),
+        socket_timeout=1,
+        socket_connect_timeout=1,
+    )
+
+
+@pytest.fixture(scope="session")
+def tls_master(
+    _redis_binary: str | None, tls_files: TLSFiles, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[int]:
+    """The TLS port of a private redis-server that has no plain-text port."""
+    if _redis_binary is None:
+        server_missing("redis-server", "the binary is not installed (apt-get install redis-server)")
+    directory = tmp_path_factory.mktemp("redis-tls")
+    port = free_port()
+    argv = [
+        _redis_binary,
+        "--bind", "127.0.0.1",
+        "--port", "0",
+        "--tls-port", str(port),
+        "--tls-cert-file", str(tls_files.server_cert),
+        "--tls-key-file", str(tls_files.server_key),
+        "--tls-ca-cert-file", str(tls_files.ca),
+        "--tls-auth-clients", "no",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(directory),
+    ]  # fmt: skip
+
+    def answers() -> bool:
+        client = _tls_client(port, tls_files)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+
+    with ServerProcess(argv, answers, log_path=directory / "redis.log"):
+        yield port
+
+
+@pytest.fixture(scope="session")
+def tls_sentinel(
+    _redis_binary: str | None,
+    tls_master: int,
+    tls_files: TLSFiles,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[int]:
+    """The TLS port of a Sentinel (no plain-text port) watching ``tls_master`` over TLS."""
+    assert _redis_binary is not None  # tls_master stopped the test otherwise
+    directory = tmp_path_factory.mktemp("sentinel-tls")
+    port = free_port()
+    config = directory / "sentinel.conf"  # Sentinel rewrites its file: it must be its own
+    config.write_text(
+        f"bind 127.0.0.1\nport 0\ntls-port {port}\ndir {directory}\n"
+        f"tls-cert-file {tls_files.server_cert}\ntls-key-file {tls_files.server_key}\n"
+        f"tls-ca-cert-file {tls_files.ca}\ntls-auth-clients no\n"
+        # Sentinel reaches the master (and would reach replicas) over TLS only with this.
+        "tls-replication yes\n"
+        f"sentinel monitor {MASTER_NAME} 127.0.0.1 {tls_master} 1\n"
+        f"sentinel down-after-milliseconds {MASTER_NAME} 5000\n"
+    )
+
+    def answers() -> bool:
+        client = _tls_client(port, tls_files)
+        try:
+            return bool(client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME))
+        finally:
+            client.close()
+
+    argv = [_redis_binary, str(config), "--sentinel"]
+    with ServerProcess(argv, answers, log_path=directory / "sentinel.log"):
+        yield port
+
+
+# -- round trips -------------------------------------------------------------------------------
+
+
+def _transport_round_trip(url: str, options: dict[str, Any], queue: str) -> None:
+    """Publish, fetch and ack one message through a transport built from ``url``."""
+    transport = RedisTransport(url, options)
+    try:
+        transport.connect()
+        envelope = make_envelope(queue)
+        transport.publish(queue, envelope)
+        got = transport.fetch([queue], 1, 5.0)
+        assert [task_id_of(delivery) for delivery in got] == [task_id_of(envelope)]
+        transport.ack(got)
+        assert transport.queue_length(queue) == 0
+    finally:
+        transport.close()
+
+
+def _backend_round_trip(url: str, options: dict[str, Any]) -> None:
+    """Store and read a result; then wait for one that another backend stores meanwhile, which
+    takes the waiter's own pub/sub connection (made apart from the pool) over TLS as well."""
+    backend_options = BackendOptions(transport_options=options)
+    waiter, writer = RedisBackend(url, backend_options), RedisBackend(url, backend_options)
+    try:
+        stored = make_meta(result="stored first")
+        writer.store(stored)
+        assert waiter.get(stored.task_id) == stored
+
+        later = make_meta(result="stored while waiting")
+        got: dict[str, ResultMeta] = {}
+        waiting = threading.Thread(target=lambda: got.update(waiter.wait([later.task_id], 10)))
+        waiting.start()
+        writer.store(later)
+        waiting.join(15)
+        assert got == {later.task_id: later}
+    finally:
+        waiter.close()
+        writer.close()
+
+
+def _query(**settings: object) -> str:
+    return "&".join(f"{key}={quote(str(value), safe='')}" for key, value in settings.items())
+
+
+def test_rediss_with_the_ca_in_the_query_string(
+    tls_master: int, tls_files: TLSFiles, unique_name: str
+) -> None:
+    query = _query(ssl_cert_reqs="required", ssl_ca_certs=tls_files.ca)
+    url = f"rediss://localhost:{tls_master}/1?{query}"
+    _transport_round_trip(url, {}, unique_name)
+    _backend_round_trip(url, {})
+
+
+@pytest.mark.parametrize("key", ["ssl", "broker_use_ssl", "redis_backend_use_ssl"])
+def test_rediss_with_the_ca_in_the_options(
+    key: str, tls_master: int, tls_files: TLSFiles, unique_name: str
+) -> None:
+    options = {key: {"ssl_cert_reqs": "CERT_REQUIRED", "ssl_ca_certs": str(tls_files.ca)}}
+    url = f"rediss://127.0.0.1:{tls_master}/2"
+    _transport_round_trip(url, options, unique_name)
+    _backend_round_trip(url, options)
+
+
+def _sentinel_options(sentinel_ca: Path, master_ca: Path) -> dict[str, Any]:
+    """The README's Sentinel options: the Sentinels' TLS in ``sentinel_kwargs`` (redis-py's
+    arguments, passed on as kombu passes them), the master's under ``ssl``."""
+    return {
+        "master_name": MASTER_NAME,
+        "sentinel_kwargs": {
+            "ssl": True,
+            "ssl_cert_reqs": "required",
+            "ssl_ca_certs": str(sentinel_ca),
+        },
+        "ssl": {"ssl_cert_reqs": "required", "ssl_ca_certs": str(master_ca)},
+    }
+
+
+def test_sentinel_and_master_over_tls(
+    tls_sentinel: int, tls_master: int, tls_files: TLSFiles, unique_name: str
+) -> None:
+    url = f"sentinel://127.0.0.1:{tls_sentinel}/3"
+    options = _sentinel_options(tls_files.ca, tls_files.ca)
+    _transport_round_trip(url, options, unique_name)
+    _backend_round_trip(url, options)
+    # The master was found through the Sentinel: its TLS port, the only one it has.
+    client = client_from_url(url, options)
+    pool: Any = client.connection_pool  # a SentinelConnectionPool; redis-py leaves it untyped
+    try:
+        assert pool.get_master_address() == ("127.0.0.1", tls_master)
+        assert client.ping()
+    finally:
+        client.close()
+
+
+# -- the wrong CA ------------------------------------------------------------------------------
+
+
+def test_rediss_with_the_wrong_ca_fails_at_once(tls_master: int, tls_files: TLSFiles) -> None:
+    url = f"rediss://localhost:{tls_master}/0?{_query(ssl_ca_certs=tls_files.wrong_ca)}"
+    transport = RedisTransport(url, {})
+    with pytest.raises(TransportError, match="certificate verify failed"):
+        transport.connect()
+    transport.close()
+    # The default retry_policy retries a failed handshake as it retries a lost connection (20
+    # times, a second apart); with none, the backend's error shows at once.
+    backend = RedisBackend(
+        url, BackendOptions(transport_options={"retry_policy": {"max_retries": 0}})
+    )
+    with pytest.raises(BackendError, match="certificate verify failed"):
+        backend.get("no-such-task")
+    backend.close()
+
+
+def test_sentinel_with_the_wrong_ca_for_the_master(tls_sentinel: int, tls_files: TLSFiles) -> None:
+    url = f"sentinel://127.0.0.1:{tls_sentinel}"
+    transport = RedisTransport(url, _sentinel_options(tls_files.ca, tls_files.wrong_ca))
+    with pytest.raises(TransportError, match="certificate verify failed"):
+        transport.connect()
+    transport.close()
+
+
+def test_sentinel_with_the_wrong_ca_for_the_sentinels(
+    tls_sentinel: int, tls_files: TLSFiles
+) -> None:
+    """redis-py's Sentinel reports every Sentinel it could not ask as a connection error, so the
+    message names the master it looked for but not the certificate."""
+    url = f"sentinel://127.0.0.1:{tls_sentinel}"
+    transport = RedisTransport(url, _sentinel_options(tls_files.wrong_ca, tls_files.ca))
+    with pytest.raises(TransportError, match="No master found for 'mymaster'"):
+        transport.connect()
+    transport.close()
