@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import select
 import socket
-from collections.abc import Callable, Mapping
+import ssl
+import struct
+from collections.abc import Callable
 from typing import Any
 
 import amqp as _amqp_module  # pyright: ignore[reportMissingTypeStubs]
@@ -34,6 +36,14 @@ __all__ = [
     "open_channel",
     "socket_of",
     "has_buffered_input",
+    "readable_now",
+    "wait_readable",
+    "drain",
+    "write",
+    "frame_max",
+    "read_available",
+    "channel_id",
+    "content_properties",
 ]
 
 Connection = Any
@@ -83,13 +93,15 @@ def socket_of(connection: Connection) -> socket.socket:
 
 
 def has_buffered_input(connection: Connection) -> bool:
-    """Whether a frame may be ready without the socket turning readable (py-amqp's own
-    buffer, or bytes TLS already decrypted)."""
+    """Whether a frame may be ready without the socket turning readable: over TLS, py-amqp's
+    own buffer or bytes TLS already decrypted. On a plain socket, :func:`read_available`
+    leaves only the start of an incomplete frame in py-amqp's buffer, which waits for the
+    socket like the rest of that frame."""
     transport = connection.transport
-    if getattr(transport, "_read_buffer", b""):
-        return True
     pending = getattr(transport.sock, "pending", None)
-    return bool(pending and pending())
+    if pending is None:
+        return False
+    return bool(transport._read_buffer) or bool(pending())
 
 
 def readable_now(connection: Connection) -> bool:
@@ -109,10 +121,6 @@ def drain(connection: Connection, timeout: float) -> bool:
     return True
 
 
-def make_message(body: bytes, properties: Mapping[str, Any], headers: Mapping[str, Any]) -> Message:
-    return amqp.Message(body, application_headers=dict(headers), **properties)
-
-
 def message_parts(message: Message) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
     """Body, basic properties (without headers) and headers of a received message."""
     properties: dict[str, Any] = dict(message.properties)
@@ -120,6 +128,13 @@ def message_parts(message: Message) -> tuple[bytes, dict[str, Any], dict[str, An
     raw: Any = message.body
     body = raw.encode() if isinstance(raw, str) else bytes(raw)
     return body, properties, headers
+
+
+def content_properties(header: bytes) -> dict[str, Any]:
+    """The basic properties (``application_headers`` among them) of a content header frame,
+    decoded as py-amqp decodes those of the messages it reads itself."""
+    decoded: tuple[dict[str, Any], int] = amqp.serialization.decode_properties_basic(header, 12)
+    return decoded[0]
 
 
 def delivery_info(message: Message) -> dict[str, Any]:
@@ -133,7 +148,92 @@ def on_confirms(
     on_nack: Callable[[int, bool], None],
     on_return: Callable[..., None],
 ) -> None:
+    """Confirm mode; confirms py-amqp reads itself (TLS, or while it waits for a reply of
+    its own) reach the same callbacks as those :func:`read_available` hands over."""
     channel.events["basic_ack"].add(on_ack)
     channel.events["basic_nack"].add(on_nack)
     channel.events["basic_return"].add(on_return)
     channel.confirm_select()
+
+
+def channel_id(channel: Channel) -> int:
+    number: int = channel.channel_id
+    return number
+
+
+def frame_max(connection: Connection) -> int:
+    """The largest frame the broker takes (negotiated when the connection opened)."""
+    size: int = connection.frame_max
+    return size
+
+
+def write(connection: Connection, data: bytes) -> None:
+    """Frames encoded by :mod:`taskq_amqp.wire`, in one socket write."""
+    connection.transport.write(data)
+
+
+def wait_readable(connection: Connection, timeout: float) -> bool:
+    """Wait up to ``timeout`` for input (buffered, or on the socket)."""
+    if has_buffered_input(connection):
+        return True
+    readable, _, _ = select.select([socket_of(connection)], [], [], timeout)
+    return bool(readable)
+
+
+#: How much one read takes from the socket: many frames (confirms, deliveries) at once.
+READ_SIZE = 1 << 16
+
+_frame_start = struct.Struct(">BHI").unpack_from
+
+
+def read_available(connection: Connection, on_frame: Callable[[int, int, bytes], bool]) -> int:
+    """Read what has arrived, without blocking, and hand each complete frame to
+    ``on_frame(type, channel, payload)``; a frame it does not take (returns False) goes to
+    py-amqp's own frame handler, so channel and connection methods reach py-amqp as if it
+    had read them. A partial frame stays in py-amqp's read buffer for the next read.
+
+    Returns how many bytes were read from the socket (0: nothing there). py-amqp reads a
+    frame in three reads (header, payload, end octet) after a ``select``; this is one
+    ``recv`` for everything there. Over TLS, py-amqp reads (frame by frame).
+    """
+    transport = connection.transport
+    sock = socket_of(connection)
+    if isinstance(sock, ssl.SSLSocket):
+        if not readable_now(connection):
+            return 0
+        drain(connection, 1.0)
+        return 1
+    try:
+        data = sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        data = b""
+    else:
+        if not data:
+            raise OSError("the broker closed the connection")
+    buffer: bytes = transport._read_buffer + data if data else transport._read_buffer
+    offset, size = 0, len(buffer)
+    handle: Callable[[tuple[int, int, bytes]], Any] = connection.on_inbound_frame
+    taken = False
+    while size - offset >= 8:
+        kind, channel, length = _frame_start(buffer, offset)
+        end = offset + 7 + length
+        if end >= size:
+            break
+        if buffer[end] != 0xCE:
+            raise amqp.exceptions.UnexpectedFrame(
+                f"AMQP frame without its end octet (type {kind}, {length} bytes)"
+            )
+        payload = buffer[offset + 7 : end]
+        offset = end + 1
+        if on_frame(kind, channel, payload):
+            taken = True
+            continue
+        # py-amqp may read more itself while it handles this frame (a reply it waits for):
+        # it reads from its buffer first, so the rest of ours goes there before.
+        transport._read_buffer = buffer[offset:]
+        handle((kind, channel, payload))
+        buffer, offset, size = transport._read_buffer, 0, len(transport._read_buffer)
+    transport._read_buffer = buffer[offset:] if offset else buffer
+    if taken:
+        connection.bytes_recv += 1  # for py-amqp's heartbeat check: the broker is alive
+    return len(data)

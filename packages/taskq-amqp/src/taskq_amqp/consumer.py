@@ -26,11 +26,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from taskq.contracts import Delivery, QueueSpec, TransportError
-from taskq_amqp import client, properties, topology
+from taskq_amqp import client, properties, topology, wire
 from taskq_amqp.backoff import Backoff
 from taskq_amqp.counting import DeliveryCounter, message_key
 from taskq_amqp.urls import AmqpSettings
@@ -61,6 +61,23 @@ class _Consumer:
 
 
 @dataclass(slots=True)
+class _Incoming:
+    """A ``basic.deliver`` read by :func:`client.read_available`, until its body is in."""
+
+    queue: str
+    generation: int
+    consumer_tag: str
+    delivery_tag: int
+    redelivered: bool
+    exchange: str
+    routing_key: str
+    size: int = -1  # from the content header
+    received: int = 0
+    properties: dict[str, Any] = field(default_factory=dict[str, Any])
+    chunks: list[bytes] = field(default_factory=list[bytes])
+
+
+@dataclass(slots=True)
 class _Subscription:
     exchange: str
     callback: Callable[[Envelope], None]
@@ -81,6 +98,11 @@ class ConsumerLoop:
         self._channel: client.Channel | None = None
         self._control: client.Channel | None = None
         self._broadcasts: client.Channel | None = None
+        self._channel_number = 0
+        #: Consumer tag -> (queue, generation) of the consumers whose deliveries
+        #: :meth:`_on_frame` takes; py-amqp hands over the others (see there).
+        self._targets: dict[str, tuple[str, int]] = {}
+        self._incoming: _Incoming | None = None
         self._generation = 0
         # Shared with callers, under self._cond:
         self._buffers: dict[str, deque[Delivery]] = {}
@@ -142,12 +164,10 @@ class ConsumerLoop:
                             os.read(self._wake_r, 4096)
                     if len(readable) == 1 and self._wake_r in readable:
                         continue
-                # Read what came (a bounded number of methods, so commands are not starved),
-                # never waiting for more than what is already there.
-                for _ in range(256):
-                    if not client.drain(connection, 1.0):
-                        break
-                    if not client.readable_now(connection):
+                # Read what came (a bounded amount, so commands are not starved), never
+                # waiting for more than what is already there.
+                for _ in range(16):
+                    if client.read_available(connection, self._on_frame) < client.READ_SIZE:
                         break
                 if heartbeat and time.monotonic() >= next_tick:
                     connection.heartbeat_tick()
@@ -179,6 +199,7 @@ class ConsumerLoop:
         connection = client.open_connection(self._settings, heartbeat=self._settings.heartbeat)
         self._connection = connection
         self._channel = client.open_channel(connection)
+        self._channel_number = client.channel_id(self._channel)
         self._control = None
         self._broadcasts = client.open_channel(connection)
         with self._cond:
@@ -193,6 +214,8 @@ class ConsumerLoop:
         self._connected.clear()
         connection, self._connection = self._connection, None
         self._channel = self._control = self._broadcasts = None
+        self._targets.clear()
+        self._incoming = None
         if connection is not None:
             with contextlib.suppress(Exception):
                 connection.collect()
@@ -262,22 +285,84 @@ class ConsumerLoop:
 
     # -- consuming -------------------------------------------------------------------------
 
+    def _on_frame(self, kind: int, channel: int, payload: bytes) -> bool:
+        """Deliveries to this transport's consumers, frame by frame, as
+        :func:`client.read_available` reads them. Anything else is py-amqp's: its replies and
+        channel methods, and deliveries to a consumer being cancelled (py-amqp reads those
+        itself while it waits for the cancel's reply, through the consumer's callback)."""
+        if channel != self._channel_number:
+            return False
+        if kind == wire.FRAME_METHOD:
+            deliver = wire.deliver_of(payload)
+            target = None if deliver is None else self._targets.get(deliver[0])
+            if deliver is None or target is None:
+                return False
+            self._incoming = _Incoming(target[0], target[1], *deliver)
+            return True
+        incoming = self._incoming
+        if incoming is None:
+            return False  # the content of a method py-amqp took
+        if kind == wire.FRAME_HEADER:
+            incoming.size = wire.body_size_of(payload)
+            incoming.properties = client.content_properties(payload)
+        elif kind == wire.FRAME_BODY:
+            incoming.chunks.append(payload)
+            incoming.received += len(payload)
+        else:
+            return False
+        if incoming.received >= incoming.size >= 0:
+            self._incoming = None
+            body = incoming.chunks[0] if len(incoming.chunks) == 1 else b"".join(incoming.chunks)
+            self._deliver(
+                incoming.queue,
+                incoming.generation,
+                body,
+                incoming.properties,
+                consumer_tag=incoming.consumer_tag,
+                delivery_tag=incoming.delivery_tag,
+                redelivered=incoming.redelivered,
+                exchange=incoming.exchange,
+                routing_key=incoming.routing_key,
+            )
+        return True
+
     def _on_message(self, queue: str, generation: int, message: client.Message) -> None:
+        """A delivery py-amqp read itself (while it waited for a reply of its own)."""
         info = client.delivery_info(message)
         body, props, headers = client.message_parts(message)
-        envelope = properties.from_wire(
+        self._deliver(
+            queue,
+            generation,
             body,
-            props,
-            headers,
+            {**props, "application_headers": headers},
+            consumer_tag=str(info.get("consumer_tag", "")),
+            delivery_tag=int(info["delivery_tag"]),
+            redelivered=bool(info.get("redelivered")),
             exchange=str(info.get("exchange", "")),
             routing_key=str(info.get("routing_key", "")),
         )
-        delivery_tag = int(info["delivery_tag"])
-        consumer_tag = str(info.get("consumer_tag", ""))
+
+    def _deliver(
+        self,
+        queue: str,
+        generation: int,
+        body: bytes,
+        props: dict[str, Any],
+        *,
+        consumer_tag: str,
+        delivery_tag: int,
+        redelivered: bool,
+        exchange: str,
+        routing_key: str,
+    ) -> None:
+        headers: dict[str, Any] = props.pop("application_headers", None) or {}
+        envelope = properties.from_wire(
+            body, props, headers, exchange=exchange, routing_key=routing_key
+        )
         key = message_key(queue, envelope.headers, props)
         count = self._counter.count(
             key,
-            redelivered=bool(info.get("redelivered")),
+            redelivered=redelivered,
             broker_count=properties.delivery_count_header(headers),
         )
         delivery = Delivery(
@@ -301,6 +386,7 @@ class ConsumerLoop:
     def _on_cancel(self, consumer_tag: str) -> None:
         """RabbitMQ cancelled a consumer (its queue was deleted, a quorum leader moved):
         the next fetch starts one again."""
+        self._targets.pop(consumer_tag, None)
         with self._cond:
             for queue, consumer in list(self._consumers.items()):
                 if consumer.tag == consumer_tag:
@@ -332,6 +418,7 @@ class ConsumerLoop:
                     continue
             if old is not None:
                 channel.basic_cancel(old.tag)
+                self._targets.pop(old.tag, None)
             else:
                 spec = self._specs(queue)
                 if spec is not None:
@@ -344,6 +431,7 @@ class ConsumerLoop:
                 callback=self._receiver(queue, self._generation),
                 on_cancel=self._on_cancel,
             )
+            self._targets[str(tag)] = (queue, self._generation)
             with self._cond:
                 self._consumers[queue] = _Consumer(str(tag), limit)
             started = True
@@ -394,21 +482,34 @@ class ConsumerLoop:
     def settle(self, deliveries: Sequence[Delivery], action: str) -> None:
         """(On the I/O thread.) ``ack``, ``requeue`` or ``drop`` deliveries still ours."""
         channel = self._channel
+        connection = self._connection
         assert channel is not None
-        for delivery in deliveries:
-            with self._cond:
-                held = self._release(delivery.handle)
+        assert connection is not None
+        acked: list[int] = []
+        with self._cond:
+            released = [(d, self._release(d.handle)) for d in deliveries]
+            # Deliveries are held in the order of their tags: the first one still held is
+            # the lowest tag an ack with ``multiple`` must stay below.
+            lowest = next(iter(self._held), None)
+        for delivery, held in released:
             if held is None:
                 continue  # settled already, given back, or its connection is gone
             tag = int(delivery.handle[1])
             if action == "ack":
-                channel.basic_ack(tag)
+                acked.append(tag)
                 self._counter.forget(held.key)
             elif action == "requeue":
                 channel.basic_reject(tag, True)
             else:
                 channel.basic_reject(tag, False)
                 self._counter.forget(held.key)
+        if acked:
+            # One write for the batch; one basic.ack with ``multiple`` covers every tag below
+            # the lowest still held, which saves RabbitMQ work per message too.
+            frames = wire.ack_frames(
+                client.channel_id(channel), acked, None if lowest is None else lowest[1]
+            )
+            client.write(connection, frames)
 
     def extend(self, deliveries: Sequence[Delivery], seconds: float) -> None:
         with self._cond:
@@ -443,6 +544,7 @@ class ConsumerLoop:
                 consumer = self._consumers.pop(queue, None)
             if consumer is not None:
                 channel.basic_cancel(consumer.tag)
+                self._targets.pop(consumer.tag, None)
         for handle, _held in expired:
             with self._cond:
                 if self._release(handle) is None:

@@ -57,8 +57,9 @@ def strip_delay_prefix(routing_key: str) -> str:
     return _DELAY_PREFIX.sub("", routing_key, count=1)
 
 
-def to_wire(envelope: Envelope) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The basic properties and headers to publish ``envelope`` with."""
+def to_wire(envelope: Envelope) -> dict[str, Any]:
+    """The basic properties to publish ``envelope`` with, its headers (and the private
+    header) as ``application_headers``."""
     properties: dict[str, Any] = {
         "content_type": envelope.content_type,
         "content_encoding": envelope.content_encoding,
@@ -69,10 +70,11 @@ def to_wire(envelope: Envelope) -> tuple[dict[str, Any], dict[str, Any]]:
             properties[key] = value
         else:
             private[key] = value
-    headers = dict(envelope.headers)
     if private:
-        headers[PRIVATE_HEADER] = private
-    return properties, headers
+        properties["application_headers"] = {**envelope.headers, PRIVATE_HEADER: private}
+    else:
+        properties["application_headers"] = envelope.headers
+    return properties
 
 
 def delivery_count_header(headers: Mapping[str, Any]) -> int | None:

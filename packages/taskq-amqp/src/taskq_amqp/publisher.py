@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from taskq.contracts import TransportError
-from taskq_amqp import client
+from taskq_amqp import client, wire
 from taskq_amqp.backoff import Backoff
 from taskq_amqp.urls import AmqpSettings
 
@@ -34,11 +34,22 @@ T = TypeVar("T")
 MAX_SENDS_AFTER_NACK = 5
 
 
+#: Publishes are written to the socket in pieces of about this size (and the confirms that
+#: came meanwhile read), so a large batch neither waits in one huge buffer nor lets confirms
+#: pile up unread.
+WRITE_SIZE = 1 << 17
+
+#: The ``basic.publish`` method payloads kept per (exchange, routing key, mandatory).
+METHOD_CACHE_SIZE = 256
+
+
 @dataclass(slots=True)
 class Outgoing:
     exchange: str
     routing_key: str
-    message: client.Message
+    #: The encoded basic properties (headers among them): see :func:`wire.encode_properties`.
+    properties: bytes
+    body: bytes
     mandatory: bool = False
     #: Handed to the publisher once (after that, resends are the publisher's business).
     sent: bool = False
@@ -71,6 +82,12 @@ class Publisher:
         self._refused: list[Outgoing] = []
         self._sequence = 0
         self._returns = 0
+        self._channel_id = 0
+        self._frame_max = 0
+        self._methods: dict[tuple[str, str, bool], bytes] = {}
+        #: Frames encoded and not written yet, and their size.
+        self._out: list[bytes] = []
+        self._out_size = 0
 
     # -- connection ------------------------------------------------------------------------
 
@@ -80,6 +97,10 @@ class Publisher:
             channel = client.open_channel(connection)
             client.on_confirms(channel, self._on_ack, self._on_nack, self._on_return)
             self._connection, self._channel = connection, channel
+            self._channel_id = client.channel_id(channel)
+            self._frame_max = client.frame_max(connection)
+            self._out.clear()
+            self._out_size = 0
             self._control = None
             self._sequence = 0
             self._lose_pending()
@@ -108,6 +129,8 @@ class Publisher:
             None,
         )
         self._lose_pending()
+        self._out.clear()
+        self._out_size = 0
         if connection is not None:
             with contextlib.suppress(Exception):  # tearing down a dead connection
                 connection.collect()
@@ -181,25 +204,68 @@ class Publisher:
             settled.append(self._pending.pop(oldest))
         return settled
 
-    def _send(self, channel: client.Channel, outgoing: Outgoing) -> None:
+    def _on_frame(self, kind: int, channel: int, payload: bytes) -> bool:
+        """A confirm on the publishing channel, read by :func:`client.read_available`."""
+        if kind != wire.FRAME_METHOD or channel != self._channel_id:
+            return False
+        confirm = wire.confirm_of(payload)
+        if confirm is None:
+            return False
+        method, tag, multiple = confirm
+        if method == wire.BASIC_ACK:
+            self._on_ack(tag, multiple)
+        else:
+            self._on_nack(tag, multiple)
+        return True
+
+    def _method(self, outgoing: Outgoing) -> bytes:
+        key = (outgoing.exchange, outgoing.routing_key, outgoing.mandatory)
+        method = self._methods.get(key)
+        if method is None:
+            if len(self._methods) >= METHOD_CACHE_SIZE:
+                self._methods.clear()
+            method = self._methods[key] = wire.publish_method(*key)
+        return method
+
+    def _send(self, outgoing: Outgoing) -> None:
+        """Encode one publish behind the others not written yet; written once there are
+        :data:`WRITE_SIZE` bytes of them, or by :meth:`_write`."""
+        frames = wire.content_frames(
+            self._channel_id,
+            self._frame_max,
+            self._method(outgoing),
+            outgoing.properties,
+            outgoing.body,
+        )
+        # RabbitMQ numbers the publishes of a channel in the order they arrive: frames
+        # encoded here are written in this order before any later ones, or the connection
+        # is dropped with them (and the pending messages sent again on a new one).
         self._sequence += 1
         self._pending[self._sequence] = outgoing
         outgoing.sent_at = time.monotonic()
-        channel.basic_publish(
-            outgoing.message,
-            exchange=outgoing.exchange,
-            routing_key=outgoing.routing_key,
-            mandatory=outgoing.mandatory,
-        )
+        self._out.append(frames)
+        self._out_size += len(frames)
+        if self._out_size >= WRITE_SIZE:
+            self._write()
+            assert self._connection is not None
+            self._read_confirms(self._connection)
 
-    def _send_again(self, channel: client.Channel) -> None:
+    def _write(self) -> None:
+        if self._out:
+            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+            self._out.clear()
+            self._out_size = 0
+            assert self._connection is not None
+            client.write(self._connection, data)
+
+    def _send_again(self) -> None:
         while self._resend:
-            self._send(channel, self._resend.pop(0))
+            self._send(self._resend.pop(0))
 
     def _read_confirms(self, connection: client.Connection) -> None:
-        """Whatever confirms have arrived, without blocking."""
-        while client.readable_now(connection):
-            client.drain(connection, 1.0)
+        """Whatever confirms have arrived, without blocking (one read of the socket)."""
+        while client.read_available(connection, self._on_frame) >= client.READ_SIZE:
+            pass  # a full read: there may be more
 
     def _over_limits(self) -> bool:
         if len(self._pending) > self._settings.confirm_window:
@@ -210,12 +276,13 @@ class Publisher:
         return time.monotonic() - oldest.sent_at > self._settings.confirm_max_age
 
     def _wait_until(self, connection: client.Connection, done: Callable[[], bool]) -> None:
-        channel = self._channel
         while not done():
-            self._send_again(channel)
+            self._send_again()
+            self._write()
             if not self._pending:
                 break  # nothing left that a confirm could settle
-            client.drain(connection, 1.0)
+            if client.wait_readable(connection, 1.0):
+                self._read_confirms(connection)
 
     def _report_refused(self) -> None:
         if self._refused:
@@ -232,25 +299,24 @@ class Publisher:
 
         def send() -> None:
             connection = self._connect()
-            channel = self._channel
             # Confirms that arrived since the last call settle first, so that a connection
             # found dead here does not send again messages RabbitMQ already confirmed.
             self._read_confirms(connection)
-            self._send_again(channel)
+            self._send_again()
             for outgoing in batch:
                 if outgoing.sent:
                     continue  # sent before a loss: in the resend list if still unconfirmed
                 outgoing.sent = True
                 returns_before = self._returns
-                self._send(channel, outgoing)
+                self._send(outgoing)
                 if outgoing.mandatory:
                     # A return comes before the confirm of the same message: wait for it.
                     self._wait_until(connection, lambda o=outgoing: o.confirmed or o.refused)
                     outgoing.returned = self._returns > returns_before
+            self._write()
             if wait:
                 self._wait_until(connection, lambda: all(o.confirmed or o.refused for o in batch))
             else:
-                self._read_confirms(connection)
                 self._wait_until(connection, lambda: not self._over_limits())
             self._report_refused()
 

@@ -23,7 +23,7 @@ from taskq.contracts import (
     TransportError,
     dead_letter_queue,
 )
-from taskq_amqp import client, delayed, properties, topology
+from taskq_amqp import client, delayed, properties, topology, wire
 from taskq_amqp.consumer import ConsumerLoop
 from taskq_amqp.publisher import Outgoing, Publisher
 from taskq_amqp.urls import SCHEMES, AmqpSettings, parse_settings
@@ -44,6 +44,12 @@ def _check_queues(queues: Sequence[str]) -> list[str]:
     if not all(isinstance(q, str) and q for q in names):
         raise ValueError(f"queue names must be non-empty strings: {queues!r}")
     return [str(q) for q in names]
+
+
+def _encode(envelope: Envelope) -> bytes:
+    """The content header properties of ``envelope``, encoded once, where a bad header
+    value fails before anything is sent."""
+    return wire.encode_properties(properties.to_wire(envelope))
 
 
 class AmqpTransport:
@@ -148,21 +154,17 @@ class AmqpTransport:
         for queue, envelope, eta in items:
             if not queue:
                 raise ValueError("queue must be a non-empty name")
-            wire_properties, headers = properties.to_wire(envelope)
-            message = client.make_message(envelope.body, wire_properties, headers)
+            encoded = _encode(envelope)
             seconds = delayed.delay_seconds(eta, now) if eta is not None else 0
             if seconds > 0:
                 delayed_queues.add(queue)
-                batch.append(
-                    Outgoing(
-                        delayed.ENTRY_EXCHANGE, delayed.delayed_routing_key(seconds, queue), message
-                    )
-                )
+                routing_key = delayed.delayed_routing_key(seconds, queue)
+                batch.append(Outgoing(delayed.ENTRY_EXCHANGE, routing_key, encoded, envelope.body))
             else:
                 exchange, routing_key = self._route(queue, envelope)
                 if not exchange:
                     plain_queues.add(queue)
-                batch.append(Outgoing(exchange, routing_key, message))
+                batch.append(Outgoing(exchange, routing_key, encoded, envelope.body))
 
         def prepare() -> None:
             for queue in plain_queues | delayed_queues:
@@ -301,13 +303,7 @@ class AmqpTransport:
 
     def send_direct(self, exchange: str, routing_key: str, envelope: Envelope) -> bool:
         publisher, _ = self._parts()
-        wire_properties, headers = properties.to_wire(envelope)
-        outgoing = Outgoing(
-            exchange,
-            routing_key,
-            client.make_message(envelope.body, wire_properties, headers),
-            mandatory=True,
-        )
+        outgoing = Outgoing(exchange, routing_key, _encode(envelope), envelope.body, mandatory=True)
         publisher.run(
             "declare", lambda: topology.declare_exchange(publisher.control, exchange, "direct")
         )
@@ -317,19 +313,16 @@ class AmqpTransport:
     def broadcast(self, exchange: str, envelope: Envelope) -> None:
         publisher, _ = self._parts()
         kind = topology.broadcast_exchange_type(exchange)
-        wire_properties, headers = properties.to_wire(envelope)
         info = envelope.properties.get("delivery_info")
         routing_key = ""
         if kind == "topic" and isinstance(info, dict):
             key = info.get("routing_key")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
             routing_key = key if isinstance(key, str) else ""
-        message = client.make_message(envelope.body, wire_properties, headers)
+        outgoing = Outgoing(exchange, routing_key, _encode(envelope), envelope.body)
         publisher.run(
             "declare", lambda: topology.declare_exchange(publisher.control, exchange, kind)
         )
-        publisher.publish(
-            [Outgoing(exchange, routing_key, message)], wait=self.settings.confirm_publish
-        )
+        publisher.publish([outgoing], wait=self.settings.confirm_publish)
 
     def subscribe(self, exchange: str, callback: Callable[[Envelope], None]) -> Callable[[], None]:
         _, consumer = self._parts()
