@@ -152,6 +152,32 @@ def test_close_gives_back_in_fetch_order_at_the_head(open_transport: Open) -> No
     assert [d.deliveries for d in again] == [2, 2, 2, 1]
 
 
+def test_publish_many_keeps_each_lists_order_across_chunks(
+    open_transport: Open, raw: redis.Redis, prefix: str
+) -> None:
+    """A batch larger than one LPUSH chunk, over two queues, two priority steps and a delay:
+    each list holds its messages in the order given, the delayed ones wait in their set."""
+    transport = open_transport()
+    batch: list[tuple[str, Any, float | None]] = []
+    for i in range(2_500):
+        queue = "q" if i % 3 else "r"
+        batch.append((queue, make_envelope(queue, priority=9 if i % 7 == 0 else None), None))
+    later = time.time() + 60
+    batch += [("q", make_envelope("q"), later) for _ in range(1_200)]
+    transport.publish_many(batch)
+    assert raw.zcard(f"{prefix}_taskq.delayed.q") == 1_200
+    for queue in ("q", "r"):
+        sent = [env for name, env, eta in batch if name == queue and eta is None]
+        fetched: list[Any] = []
+        while len(fetched) < len(sent):
+            fetched += transport.fetch([queue], 500, 1.0)
+        # Priority step first (on Redis 0 before 9, as kombu), then FIFO within each step.
+        first = [e for e in sent if e.properties.get("priority") != 9]
+        last = [e for e in sent if e.properties.get("priority") == 9]
+        assert ids(fetched) == [task_id_of(e) for e in first + last]
+        transport.ack(fetched)
+
+
 def test_reject_with_requeue_goes_to_the_tail_like_kombu(open_transport: Open) -> None:
     transport = open_transport()
     first, second = make_envelope("q"), make_envelope("q")

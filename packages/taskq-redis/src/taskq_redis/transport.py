@@ -99,6 +99,9 @@ _MIN_BLOCK = 0.01
 _RESTORE_PER_FETCH = 1000
 #: redis-py's read timeout when the options set none; a blocking wait stays below it.
 _DEFAULT_SOCKET_TIMEOUT = 5.0
+#: Messages per ``LPUSH``/``ZADD`` of ``publish_many``: one command each would cost the client
+#: more than the server; one for a million would make one huge request that blocks the server.
+_PUSH_CHUNK = 1000
 
 
 class RedisHandle:
@@ -375,15 +378,20 @@ class RedisTransport:
             self._direct.execute(*command)
 
     def publish_many(self, items: Sequence[tuple[str, Envelope, float | None]]) -> None:
+        """One pipeline of few commands: per queue its wake-up, then one ``LPUSH`` per list
+        holding all of that list's messages in their order (as many single pushes would), and
+        one ``ZADD`` per delayed set, in chunks of ``_PUSH_CHUNK``. Lists are independent, so
+        only the order within each list matters."""
         if not items:
             return
         now = time.time()
         keys = self.keys
         delayed_delivery = self.options.delayed_delivery
         expires = self._expires
-        pipe: Any = self._redis.pipeline(transaction=False)
+        pushes: dict[str, list[bytes]] = {}
+        woken: list[str] = []  # queues given a message now, in order of their first
+        delayed: dict[str, list[float | bytes]] = {}  # key -> score, member, score, member...
         touched: set[str] = set()
-        woken: set[str] = set()
         for queue, envelope, eta in items:
             check_queue(queue)
             message = envelope.encode()
@@ -392,16 +400,28 @@ class RedisTransport:
             if delayed_delivery and when > now:
                 # Unique even for a message published twice: each copy is delivered.
                 member = b"%d:%s:%s" % (priority, secrets.token_hex(16).encode(), message)
-                pipe.zadd(keys.delayed(queue), {member: when})
+                delayed.setdefault(keys.delayed(queue), []).extend((when, member))
             else:
-                if queue not in woken:
-                    # Before the message (see scripts.WAKE_SOURCE). EVAL, not EVALSHA: a
-                    # NOSCRIPT inside the batch would fail it after its pushes were done.
-                    woken.add(queue)
-                    pipe.eval(WAKE_SOURCE, 2, keys.wake(queue), keys.waiting(queue))
-                pipe.lpush(keys.list_for(queue, priority), message)
+                target = keys.list_for(queue, priority)
+                messages = pushes.get(target)
+                if messages is None:
+                    messages = pushes[target] = []
+                    if queue not in woken:
+                        woken.append(queue)
+                messages.append(message)
             if expires and queue in expires:
                 touched.add(queue)
+        pipe: Any = self._redis.pipeline(transaction=False)
+        for queue in woken:
+            # Before the messages (see scripts.WAKE_SOURCE). EVAL, not EVALSHA: a NOSCRIPT
+            # inside the batch would fail it after its pushes were done.
+            pipe.eval(WAKE_SOURCE, 2, keys.wake(queue), keys.waiting(queue))
+        for target, messages in pushes.items():
+            for start in range(0, len(messages), _PUSH_CHUNK):
+                pipe.execute_command("LPUSH", target, *messages[start : start + _PUSH_CHUNK])
+        for key, pairs in delayed.items():
+            for start in range(0, len(pairs), 2 * _PUSH_CHUNK):
+                pipe.execute_command("ZADD", key, *pairs[start : start + 2 * _PUSH_CHUNK])
         for queue in touched:
             for key in keys.lists(queue):
                 pipe.pexpire(key, expires[queue])
