@@ -44,6 +44,8 @@ __all__ = [
     "read_available",
     "channel_id",
     "content_properties",
+    "forget_consumer",
+    "is_tls",
 ]
 
 Connection = Any
@@ -156,6 +158,13 @@ def on_confirms(
     channel.confirm_select()
 
 
+def forget_consumer(channel: Channel, tag: str) -> None:
+    """Drop py-amqp's callbacks of a consumer cancelled with ``nowait`` (py-amqp drops them
+    when the reply comes, and none comes)."""
+    channel.callbacks.pop(tag, None)
+    channel.cancel_callbacks.pop(tag, None)
+
+
 def channel_id(channel: Channel) -> int:
     number: int = channel.channel_id
     return number
@@ -165,6 +174,11 @@ def frame_max(connection: Connection) -> int:
     """The largest frame the broker takes (negotiated when the connection opened)."""
     size: int = connection.frame_max
     return size
+
+
+def is_tls(connection: Connection) -> bool:
+    """Over TLS, :func:`read_available` lets py-amqp read (and dispatch) every frame."""
+    return isinstance(socket_of(connection), ssl.SSLSocket)
 
 
 def write(connection: Connection, data: bytes) -> None:
@@ -198,7 +212,7 @@ def read_available(connection: Connection, on_frame: Callable[[int, int, bytes],
     """
     transport = connection.transport
     sock = socket_of(connection)
-    if isinstance(sock, ssl.SSLSocket):
+    if is_tls(connection):
         if not readable_now(connection):
             return 0
         drain(connection, 1.0)

@@ -42,6 +42,10 @@ logger = logging.getLogger("taskq_amqp.consumer")
 
 T = TypeVar("T")
 
+#: How long the I/O thread waits for a reply of RabbitMQ's before taking the connection
+#: for dead.
+REPLY_TIMEOUT = 30.0
+
 
 @dataclass(slots=True)
 class _Held:
@@ -91,6 +95,8 @@ class ConsumerLoop:
         self._specs = specs
         self._cond = threading.Condition()
         self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        #: Settlements handed over by :meth:`settle_later`, in order: (deliveries, action).
+        self._settling: list[tuple[Sequence[Delivery], str]] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._running = True
@@ -99,6 +105,10 @@ class ConsumerLoop:
         self._control: client.Channel | None = None
         self._broadcasts: client.Channel | None = None
         self._channel_number = 0
+        #: The consuming channel's last ``basic.qos`` prefetch (what a new consumer gets).
+        self._prefetch = 0
+        #: ``basic.qos-ok`` replies :meth:`_round_trip` waits for.
+        self._awaiting_qos = 0
         #: Consumer tag -> (queue, generation) of the consumers whose deliveries
         #: :meth:`_on_frame` takes; py-amqp hands over the others (see there).
         self._targets: dict[str, tuple[str, int]] = {}
@@ -125,6 +135,30 @@ class ConsumerLoop:
             self._commands.append((function, future))
         os.write(self._wake_w, b"x")
         return future.result(timeout)
+
+    def settle_later(self, deliveries: Sequence[Delivery], action: str) -> None:
+        """Hand ``ack``, ``requeue`` or ``drop`` to the I/O thread without waiting for it:
+        settling a delivery cannot fail in a way the caller could act on (when its
+        connection is gone, RabbitMQ requeued it already), and the I/O thread sends what
+        was handed over before anything asked of it later, and before it closes."""
+        with self._cond:
+            if not self._running:
+                raise TransportError("the AMQP transport is closed")
+            wake = not self._settling
+            self._settling.append((deliveries, action))
+        if wake:
+            self._wake()
+
+    def _run_settling(self) -> None:
+        with self._cond:
+            settling, self._settling = self._settling, []
+        # Consecutive batches of one action go out together (acks: in one write).
+        while settling:
+            action = settling[0][1]
+            deliveries: list[Delivery] = []
+            while settling and settling[0][1] == action:
+                deliveries.extend(settling.pop(0)[0])
+            self.settle(deliveries, action)
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
@@ -200,6 +234,7 @@ class ConsumerLoop:
         self._connection = connection
         self._channel = client.open_channel(connection)
         self._channel_number = client.channel_id(self._channel)
+        self._prefetch = 0
         self._control = None
         self._broadcasts = client.open_channel(connection)
         with self._cond:
@@ -216,11 +251,13 @@ class ConsumerLoop:
         self._channel = self._control = self._broadcasts = None
         self._targets.clear()
         self._incoming = None
+        self._awaiting_qos = 0
         if connection is not None:
             with contextlib.suppress(Exception):
                 connection.collect()
         with self._cond:
             self._generation += 1
+            self._settling.clear()  # their connection is gone: RabbitMQ requeued them
             self._buffers.clear()
             self._consumers.clear()
             self._outstanding.clear()
@@ -231,6 +268,8 @@ class ConsumerLoop:
         self._fail_commands(TransportError("the AMQP transport is closed"))
         connection, self._connection = self._connection, None
         if connection is not None:
+            with contextlib.suppress(Exception):  # a dead connection: requeued already
+                self._run_settling()
             try:
                 connection.close()
             except Exception:
@@ -239,6 +278,7 @@ class ConsumerLoop:
         os.close(self._wake_w)
 
     def _run_commands(self) -> None:
+        self._run_settling()
         while True:
             with self._cond:
                 if not self._commands:
@@ -293,6 +333,9 @@ class ConsumerLoop:
         if channel != self._channel_number:
             return False
         if kind == wire.FRAME_METHOD:
+            if self._awaiting_qos and payload[:4] == wire.QOS_OK:
+                self._awaiting_qos -= 1
+                return True
             deliver = wire.deliver_of(payload)
             target = None if deliver is None else self._targets.get(deliver[0])
             if deliver is None or target is None:
@@ -405,10 +448,17 @@ class ConsumerLoop:
             return self._connection is None or any(self._needs_consumer(q) for q in queues)
 
     def setup(self, queues: Sequence[str], limit: int) -> None:
-        """(On the I/O thread.) Consume every queue in ``queues`` with a window to fill."""
+        """(On the I/O thread.) Consume every queue in ``queues`` with a window to fill.
+
+        A consumer whose window is full is replaced: the old one is cancelled without
+        waiting for the reply, the new one started with the larger of the old window and
+        ``limit`` (a worker asks for its free slots, which vary, and a window that changes
+        costs a ``basic.qos`` round trip of its own).
+        """
         channel = self._channel
         assert channel is not None
         started = False
+        retired: list[str] = []
         for queue in queues:
             with self._cond:
                 needed = self._needs_consumer(queue)
@@ -417,28 +467,56 @@ class ConsumerLoop:
                     self._consumers[queue] = old
                     continue
             if old is not None:
-                channel.basic_cancel(old.tag)
-                self._targets.pop(old.tag, None)
+                prefetch = max(limit, old.prefetch)
+                # Deliveries to the old consumer still on their way arrive before the replies
+                # below: it stays a target until then.
+                channel.basic_cancel(old.tag, nowait=True)
+                retired.append(old.tag)
             else:
                 spec = self._specs(queue)
                 if spec is not None:
                     topology.declare_queue_spec(self._control_channel, spec)
                 else:
                     topology.ensure_queue(self._control_channel, queue)
-            channel.basic_qos(0, limit, False)
-            tag = channel.basic_consume(
-                queue,
-                callback=self._receiver(queue, self._generation),
-                on_cancel=self._on_cancel,
+                prefetch = limit
+            if prefetch != self._prefetch:
+                # basic.qos sets the window of the consumers started next on the channel.
+                channel.basic_qos(0, prefetch, False)
+                self._prefetch = prefetch
+            tag = str(
+                channel.basic_consume(
+                    queue,
+                    callback=self._receiver(queue, self._generation),
+                    on_cancel=self._on_cancel,
+                )
             )
-            self._targets[str(tag)] = (queue, self._generation)
+            self._targets[tag] = (queue, self._generation)
             with self._cond:
-                self._consumers[queue] = _Consumer(str(tag), limit)
+                self._consumers[queue] = _Consumer(tag, prefetch)
             started = True
         if started:
-            # A round trip on the channel: RabbitMQ sends a new consumer's first deliveries
-            # before this reply, so the fetch sees earlier queues' messages first.
-            channel.basic_qos(0, limit, False)
+            self._round_trip(channel)
+        for tag in retired:
+            self._targets.pop(tag, None)
+            client.forget_consumer(channel, tag)
+
+    def _round_trip(self, channel: client.Channel) -> None:
+        """A ``basic.qos`` round trip: RabbitMQ sends a new consumer's first deliveries
+        before its reply, so the fetch sees earlier queues' messages first. Its reply is
+        awaited through :meth:`_on_frame`, so those deliveries are read as any others."""
+        connection = self._connection
+        assert connection is not None
+        if client.is_tls(connection):
+            channel.basic_qos(0, self._prefetch, False)
+            return
+        self._awaiting_qos += 1
+        client.write(connection, wire.qos_frame(self._channel_number, self._prefetch))
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        while self._awaiting_qos:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not client.wait_readable(connection, remaining):
+                raise OSError(f"RabbitMQ did not answer a basic.qos in {REPLY_TIMEOUT:g} s")
+            client.read_available(connection, self._on_frame)
 
     def take(self, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
         """Buffered deliveries, earlier queues first; waits up to ``timeout`` for one."""

@@ -232,8 +232,8 @@ class AmqpTransport:
             return  # left unsettled: RabbitMQ delivers it again, nothing is lost
         _, consumer = self._parts()
         # When the connection went with the deliveries, RabbitMQ requeued them already.
-        with contextlib.suppress(TransportError, TimeoutError):
-            consumer.call(lambda: consumer.settle(deliveries, action), timeout=SETUP_TIMEOUT)
+        with contextlib.suppress(TransportError):
+            consumer.settle_later(list(deliveries), action)
 
     def _published_confirmed(self) -> bool:
         """Wait for confirms of what this transport published before a message leaves a queue.

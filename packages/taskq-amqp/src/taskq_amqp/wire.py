@@ -29,6 +29,7 @@ __all__ = [
     "confirm_of",
     "deliver_of",
     "body_size_of",
+    "qos_frame",
 ]
 
 FRAME_METHOD = 1
@@ -40,6 +41,8 @@ FRAME_OVERHEAD = 8
 
 BASIC_CLASS = 60
 BASIC_DELIVER = (BASIC_CLASS, 60)
+#: The start of a ``basic.qos-ok`` method frame's payload (it has no arguments).
+QOS_OK = struct.pack(">HH", BASIC_CLASS, 11)
 BASIC_ACK = (BASIC_CLASS, 80)
 BASIC_NACK = (BASIC_CLASS, 120)
 
@@ -48,6 +51,7 @@ _method_sig = struct.Struct(">HH").unpack_from
 _u32 = struct.Struct(">I").pack
 _publish_start = struct.pack(">HHH", BASIC_CLASS, 40, 0)  # basic.publish, reserved ticket
 _ack_method = struct.Struct(">HHQB").pack
+_qos_method = struct.Struct(">HHIHB").pack
 _content_start = struct.Struct(">HHQ").pack
 _flags = struct.Struct(">H").pack
 _s_int = struct.Struct(">ci").pack
@@ -115,12 +119,31 @@ def _item(value: Any, out: list[bytes]) -> None:
         raise TypeError(f"AMQP tables cannot hold a {type(value).__name__}: {value!r}")
 
 
+#: Encoded table keys: a task message's headers use the same twenty keys every time.
+_KEYS: dict[str, bytes] = {}
+_KEYS_MAX = 1024
+
+
 def encode_table(table: Mapping[str, Any]) -> bytes:
     """A field table with its length prefix."""
     out: list[bytes] = []
+    append = out.append
+    keys = _KEYS
     for key, value in table.items():
-        out.append(shortstr(key))
-        _item(value, out)
+        encoded_key = keys.get(key)
+        if encoded_key is None:
+            encoded_key = shortstr(key)
+            if len(keys) < _KEYS_MAX:
+                keys[key] = encoded_key
+        append(encoded_key)
+        # The common values inline (this runs for every header of every message).
+        if value is None:
+            append(b"V")
+        elif type(value) is str:
+            data = value.encode("utf-8", "surrogatepass")
+            append(b"S" + _u32(len(data)) + data)
+        else:
+            _item(value, out)
     data = b"".join(out)
     return _u32(len(data)) + data
 
@@ -235,6 +258,12 @@ def confirm_of(payload: bytes) -> tuple[tuple[int, int], int, bool] | None:
         return None
     tag, bits = _tag_and_bits(payload, 4)
     return sig, tag, bool(bits & 1)
+
+
+def qos_frame(channel: int, prefetch_count: int) -> bytes:
+    """A ``basic.qos`` (per consumer, not global) method frame."""
+    payload = _qos_method(BASIC_CLASS, 10, 0, prefetch_count, 0)
+    return _frame_start(FRAME_METHOD, channel, len(payload)) + payload + FRAME_END
 
 
 def deliver_of(payload: bytes) -> tuple[str, int, bool, str, str] | None:
