@@ -3,6 +3,8 @@ and messages that cross the running RabbitMQ intact, however large."""
 
 from __future__ import annotations
 
+import importlib
+import struct
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -16,6 +18,8 @@ from taskq.contracts import Delivery, QueueSpec
 from taskq_amqp import wire
 from taskq_amqp.transport import AmqpTransport
 from taskq_testing.factories import make_envelope
+
+PY_AMQP_SERIALIZATION: Any = importlib.import_module("amqp.serialization")
 
 CELERY_HEADERS: dict[str, Any] = {
     "lang": "py",
@@ -72,6 +76,21 @@ def _py_amqp_properties(properties: dict[str, Any]) -> bytes:
 )
 def test_properties_are_encoded_as_py_amqp_encodes_them(properties: dict[str, Any]) -> None:
     assert wire.encode_properties(properties) == _py_amqp_properties(properties)
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"application_headers": CELERY_HEADERS, "delivery_mode": 2, "correlation_id": "c"},
+        {"application_headers": {k: v for k, v in ODD_VALUES.items() if k != "bytes"}},
+        {"timestamp": 1_700_000_000, "cluster_id": "x", "priority": 9, "app_id": "a"},
+    ],
+    ids=["celery-task", "odd-header-values", "other-properties"],
+)
+def test_properties_are_decoded_as_py_amqp_decodes_them(properties: dict[str, Any]) -> None:
+    header = struct.pack(">HHQ", 60, 0, 0) + wire.encode_properties(properties)
+    decoded: tuple[dict[str, Any], int] = PY_AMQP_SERIALIZATION.decode_properties_basic(header, 12)
+    assert wire.decode_properties(header) == decoded[0]
 
 
 def test_a_header_value_amqp_cannot_carry_is_refused_by_name() -> None:

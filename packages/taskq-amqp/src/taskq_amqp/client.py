@@ -43,7 +43,6 @@ __all__ = [
     "frame_max",
     "read_available",
     "channel_id",
-    "content_properties",
     "forget_consumer",
     "is_tls",
 ]
@@ -130,13 +129,6 @@ def message_parts(message: Message) -> tuple[bytes, dict[str, Any], dict[str, An
     raw: Any = message.body
     body = raw.encode() if isinstance(raw, str) else bytes(raw)
     return body, properties, headers
-
-
-def content_properties(header: bytes) -> dict[str, Any]:
-    """The basic properties (``application_headers`` among them) of a content header frame,
-    decoded as py-amqp decodes those of the messages it reads itself."""
-    decoded: tuple[dict[str, Any], int] = amqp.serialization.decode_properties_basic(header, 12)
-    return decoded[0]
 
 
 def delivery_info(message: Message) -> dict[str, Any]:

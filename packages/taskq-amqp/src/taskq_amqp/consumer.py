@@ -347,7 +347,7 @@ class ConsumerLoop:
             return False  # the content of a method py-amqp took
         if kind == wire.FRAME_HEADER:
             incoming.size = wire.body_size_of(payload)
-            incoming.properties = client.content_properties(payload)
+            incoming.properties = wire.decode_properties(payload)
         elif kind == wire.FRAME_BODY:
             incoming.chunks.append(payload)
             incoming.received += len(payload)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +30,7 @@ __all__ = [
     "deliver_of",
     "body_size_of",
     "qos_frame",
+    "decode_properties",
 ]
 
 FRAME_METHOD = 1
@@ -287,3 +288,156 @@ def body_size_of(header: bytes) -> int:
     """The body size a content header frame announces (its properties follow at 12)."""
     (size,) = _u64_at(header, 4)
     return int(size)
+
+
+_unpack_u16 = struct.Struct(">H").unpack_from
+_unpack_u32 = struct.Struct(">I").unpack_from
+_unpack_s32 = struct.Struct(">i").unpack_from
+_unpack_s64 = struct.Struct(">q").unpack_from
+_unpack_scalar: dict[int, tuple[struct.Struct, int]] = {
+    ord(kind): (struct.Struct(fmt), struct.calcsize(fmt))
+    for kind, fmt in (
+        ("s", ">h"),  # RabbitMQ's 16-bit signed int (not a short string)
+        ("b", ">b"),
+        ("B", ">B"),
+        ("U", ">h"),
+        ("u", ">H"),
+        ("i", ">I"),
+        ("f", ">f"),
+        ("d", ">d"),
+    )
+}
+_S, _V, _T, _I, _F, _A = (ord(c) for c in "SVtIFA")
+_L64 = (ord("l"), ord("L"))
+
+
+#: Decoded table keys (see ``_KEYS``).
+_DECODED_KEYS: dict[bytes, str | bytes] = {}
+
+
+def _decode_text(data: bytes) -> str | bytes:
+    try:
+        return data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return data
+
+
+def _read(buf: bytes, offset: int) -> tuple[Any, int]:
+    """One table or array value at ``offset`` (py-amqp's Python types for each)."""
+    kind = buf[offset]
+    offset += 1
+    if kind == _S:
+        (size,) = _unpack_u32(buf, offset)
+        offset += 4
+        return _decode_text(buf[offset : offset + size]), offset + size
+    if kind == _V:
+        return None, offset
+    if kind == _T:
+        return bool(buf[offset]), offset + 1
+    if kind == _I:
+        return _unpack_s32(buf, offset)[0], offset + 4
+    if kind == _F:
+        return _read_table(buf, offset)
+    if kind == _A:
+        (size,) = _unpack_u32(buf, offset)
+        offset += 4
+        end = offset + size
+        values: list[Any] = []
+        while offset < end:
+            value, offset = _read(buf, offset)
+            values.append(value)
+        return values, offset
+    if kind in _L64:
+        return _unpack_s64(buf, offset)[0], offset + 8
+    scalar = _unpack_scalar.get(kind)
+    if scalar is not None:
+        return scalar[0].unpack_from(buf, offset)[0], offset + scalar[1]
+    if kind == ord("x"):
+        (size,) = _unpack_u32(buf, offset)
+        offset += 4
+        return buf[offset : offset + size], offset + size
+    if kind == ord("D"):
+        places = buf[offset]
+        (number,) = _unpack_s32(buf, offset + 1)
+        return Decimal(number) / Decimal(10**places), offset + 5
+    if kind == ord("T"):
+        (seconds,) = _u64_at(buf, offset)
+        moment = datetime.fromtimestamp(seconds, tz=timezone.utc).replace(tzinfo=None)
+        return moment, offset + 8
+    raise ValueError(f"unknown AMQP field type {chr(kind)!r} at offset {offset - 1}")
+
+
+def _read_table(buf: bytes, offset: int) -> tuple[dict[Any, Any], int]:
+    (size,) = _unpack_u32(buf, offset)
+    offset += 4
+    end = offset + size
+    table: dict[Any, Any] = {}
+    keys = _DECODED_KEYS
+    while offset < end:
+        key_end = offset + 1 + buf[offset]
+        raw = buf[offset + 1 : key_end]
+        key = keys.get(raw)
+        if key is None:
+            key = _decode_text(raw)
+            if len(keys) < _KEYS_MAX:
+                keys[raw] = key
+        # The common values inline (this runs for every header of every delivery).
+        kind = buf[key_end]
+        if kind == _S:
+            (size,) = _unpack_u32(buf, key_end + 1)
+            offset = key_end + 5 + size
+            table[key] = _decode_text(buf[key_end + 5 : offset])
+        elif kind == _V:
+            table[key] = None
+            offset = key_end + 1
+        else:
+            table[key], offset = _read(buf, key_end)
+    return table, offset
+
+
+def _read_shortstr(buf: bytes, offset: int) -> tuple[Any, int]:
+    end = offset + 1 + buf[offset]
+    return buf[offset + 1 : end].decode("utf-8", "surrogatepass"), end
+
+
+def _read_octet(buf: bytes, offset: int) -> tuple[Any, int]:
+    return buf[offset], offset + 1
+
+
+def _read_timestamp(buf: bytes, offset: int) -> tuple[Any, int]:
+    return _u64_at(buf, offset)[0], offset + 8
+
+
+_PROPERTY_READERS: tuple[tuple[str, int, Callable[[bytes, int], tuple[Any, int]]], ...] = tuple(
+    (name, 1 << (15 - index), reader)
+    for index, (name, reader) in enumerate(
+        (
+            ("content_type", _read_shortstr),
+            ("content_encoding", _read_shortstr),
+            ("application_headers", _read_table),
+            ("delivery_mode", _read_octet),
+            ("priority", _read_octet),
+            ("correlation_id", _read_shortstr),
+            ("reply_to", _read_shortstr),
+            ("expiration", _read_shortstr),
+            ("message_id", _read_shortstr),
+            ("timestamp", _read_timestamp),
+            ("type", _read_shortstr),
+            ("user_id", _read_shortstr),
+            ("app_id", _read_shortstr),
+            ("cluster_id", _read_shortstr),
+        )
+    )
+)
+
+
+def decode_properties(header: bytes) -> dict[str, Any]:
+    """The basic properties of a content header frame's payload, as py-amqp decodes them
+    (a test compares the two)."""
+    (flags,) = _unpack_u16(header, 12)
+    offset = 14
+    properties: dict[str, Any] = {}
+    for name, bit, reader in _PROPERTY_READERS:
+        if flags & bit:
+            properties[name], offset = reader(header, offset)
+    return properties
