@@ -46,6 +46,18 @@ def test_replies_come_back_as_redis_py_gives_them(
         client.delete(key, key + "l")
 
 
+def test_a_reply_larger_than_one_read_arrives_whole(
+    direct: DirectConnection, client: redis.Redis, unique_name: str
+) -> None:
+    values = {f"{unique_name}:{n}": bytes([n]) * 100_000 for n in range(5)}
+    client.mset(values)  # pyright: ignore[reportArgumentType]
+    try:
+        assert direct.execute("MGET", *values) == list(values.values())
+        assert direct.execute("PING") == b"PONG"  # nothing of it is left unread
+    finally:
+        client.delete(*values)
+
+
 def test_an_error_reply_raises_and_leaves_the_connection_usable(
     direct: DirectConnection, client: redis.Redis, unique_name: str
 ) -> None:

@@ -53,7 +53,7 @@ from taskq_protocol import ResultMeta, states
 from taskq_redis.backend_keys import ResultKeys
 from taskq_redis.backend_retry import RetryPolicy
 from taskq_redis.chords import ChordCounter, chord_expiry
-from taskq_redis.connection import client_from_url
+from taskq_redis.connection import DirectConnection, client_from_url
 from taskq_redis.options import read_bool, read_seconds, read_str
 from taskq_redis.results_subscriber import ResultSubscriber
 from taskq_redis.results_writer import ResultWriter, expiry_arguments
@@ -87,6 +87,8 @@ class RedisBackend:
         # redis-py types its command methods loosely (unions with str, unknown pipelines);
         # calls go through this untyped alias and their results are typed where used.
         self._redis: Any = self._client
+        #: Reads of stored results go here, past redis-py's per-command overhead.
+        self._direct = DirectConnection(self._client)
         self._writer = ResultWriter(self._client, self.codec.content_type, self._holds_success)
         self._chords = ChordCounter(
             self._client,
@@ -135,7 +137,9 @@ class RedisBackend:
 
     def get(self, task_id: str) -> ResultMeta | None:
         key = self.keys.task(task_id)
-        data: bytes | None = self.retry.call(lambda: self._redis.get(key), "read a result")
+        data: bytes | None = self.retry.call(
+            lambda: self._direct.execute("GET", key), "read a result"
+        )
         return None if data is None else self.codec.decode_meta(data, task_id)
 
     def wait(self, task_ids: Sequence[str], timeout: float | None) -> dict[str, ResultMeta]:
@@ -189,7 +193,9 @@ class RedisBackend:
         return found
 
     def _mget(self, keys: list[str]) -> list[bytes | None]:
-        return self.retry.call(lambda: self._redis.mget(keys), f"read {len(keys)} result(s)")
+        return self.retry.call(
+            lambda: self._direct.execute("MGET", *keys), f"read {len(keys)} result(s)"
+        )
 
     def _subscriber_here(self) -> ResultSubscriber:
         with self._lock:
@@ -250,6 +256,7 @@ class RedisBackend:
             subscriber, self._subscriber = self._subscriber, None
         if subscriber is not None:
             subscriber.close()
+        self._direct.close()
         self._client.close()
 
     def _forget_parent_subscriber(self) -> None:

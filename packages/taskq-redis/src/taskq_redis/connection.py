@@ -49,7 +49,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import hiredis
 import redis
 from redis.connection import AbstractConnection
-from redis.exceptions import NoScriptError
+from redis.exceptions import BusyLoadingError, NoScriptError, ReadOnlyError
 from redis.sentinel import Sentinel
 
 from taskq.exceptions import ImproperlyConfigured
@@ -496,6 +496,13 @@ pack_command = cast(
     hiredis.pack_command,  # pyright: ignore[reportUnknownMemberType]
 )
 _PING = pack_command(("PING",))
+#: Error replies raised as the redis-py exceptions callers here tell apart (as its parser
+#: does): NOSCRIPT reloads a script, LOADING and READONLY (a restart, a failover) are retried.
+_ERROR_REPLIES: dict[str, type[redis.RedisError]] = {
+    "NOSCRIPT": NoScriptError,
+    "LOADING": BusyLoadingError,
+    "READONLY": ReadOnlyError,
+}
 
 
 class DirectConnection:
@@ -592,9 +599,9 @@ class DirectConnection:
             self._check_after = time.monotonic() + self._interval
         if isinstance(reply, hiredis.ReplyError):
             message = str(reply)
-            if message.startswith("NOSCRIPT"):
-                raise NoScriptError(message)
-            raise redis.ResponseError(message)
+            code, _, rest = message.partition(" ")
+            error = _ERROR_REPLIES.get(code)
+            raise error(rest) if error is not None else redis.ResponseError(message)
         return reply
 
     def _connect(self) -> socket.socket:

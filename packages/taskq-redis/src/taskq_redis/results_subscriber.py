@@ -41,16 +41,19 @@ lock, and the reader then finds it gone).
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol, cast
 
+import hiredis
 import redis
 
 from taskq.contracts import BackendError
 from taskq_redis.backend_retry import CONNECTION_ERRORS
+from taskq_redis.connection import pack_command
 
 __all__ = ["ResultSubscriber", "Subscription"]
 
@@ -64,6 +67,8 @@ RECONNECT_STEP = 0.1
 RECONNECT_MAX = 1.0
 #: Channels left subscribed after their waiters left, at most, before an UNSUBSCRIBE of its own.
 STALE_MAX = 256
+#: What one read asks the socket for.
+_READ_SIZE = 65536
 
 # What a reply is answering, in the order commands were sent (RESP3 only: on RESP2 a
 # subscribed connection takes no command but (UN)SUBSCRIBE and PING, whose answers say what
@@ -78,18 +83,65 @@ class _Connection(Protocol):
 
     def disconnect(self, *args: Any) -> None: ...
 
-    def pack_commands(self, commands: Iterable[tuple[Any, ...]]) -> list[bytes]: ...
 
-    def send_packed_command(self, command: list[bytes], check_health: bool = True) -> None: ...
+class _Reader(Protocol):
+    """hiredis's reader as it is (its stub takes only bytes for ``feed``)."""
 
-    def read_response(
-        self,
-        disable_decoding: bool = False,
-        *,
-        timeout: float,
-        disconnect_on_error: bool,
-        push_request: bool = False,
-    ) -> Any: ...
+    def feed(self, buffer: bytearray, offset: int, length: int) -> None: ...
+
+    def gets(self) -> Any: ...
+
+
+class _Wire:
+    """A connected subscriber connection, written and read on its socket directly.
+
+    redis-py connects it (TLS, credentials, ``HELLO``, Sentinel discovery); after that, each
+    reply through redis-py's parser (push handling, a logger lookup, two timeout changes) cost
+    more CPU than a ``get()``'s whole round trip. Writes are hiredis-packed commands in one
+    ``sendall``; reads feed one hiredis reader, which keeps a partial reply across a timeout.
+    """
+
+    def __init__(self, connection: _Connection) -> None:
+        self.connection = connection
+        # redis-py keeps the connected socket private; from here on only this object uses it.
+        self._sock: socket.socket = cast(Any, connection)._sock
+        self._reader = cast(_Reader, hiredis.Reader())
+        self._buffer = bytearray(_READ_SIZE)
+        self._timeout = self._sock.gettimeout()
+
+    def send(self, commands: Iterable[tuple[bytes | str, ...]]) -> None:
+        self._sock.sendall(b"".join([pack_command(command) for command in commands]))
+
+    def read(self, timeout: float) -> Any:
+        """The next reply, waiting up to ``timeout`` seconds for more bytes (then
+        redis-py's ``TimeoutError``); an error reply raises ``ResponseError``."""
+        reader = self._reader
+        reply = reader.gets()
+        while reply is False:
+            if timeout != self._timeout:
+                # Left as it is afterwards: setting it costs a syscall, and the next read
+                # usually waits as long.
+                self._sock.settimeout(timeout)
+                self._timeout = timeout
+            try:
+                read = self._sock.recv_into(self._buffer)
+            except TimeoutError:  # socket.timeout
+                raise redis.TimeoutError("no reply yet") from None
+            except OSError as exc:
+                raise redis.ConnectionError(f"Error reading from Redis: {exc}") from exc
+            if not read:
+                raise redis.ConnectionError("Connection closed by server.")
+            reader.feed(self._buffer, 0, read)
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError as exc:
+                raise redis.InvalidResponse(str(exc)) from exc
+        if isinstance(reply, hiredis.ReplyError):
+            raise redis.ResponseError(str(reply))
+        return reply
+
+    def disconnect(self) -> None:
+        self.connection.disconnect()
 
 
 class Subscription:
@@ -135,7 +187,7 @@ class ResultSubscriber:
         self._confirmed: set[bytes] = set()
         #: What the non-push replies still to come answer (RESP3), oldest first.
         self._answers: deque[bytes] = deque()
-        self._connection: _Connection | None = None
+        self._connection: _Wire | None = None
         self._resp3 = False
         self._closed = False
         #: The subscription whose thread reads the connection now, if any.
@@ -283,7 +335,7 @@ class ResultSubscriber:
         if not commands:
             return True
         try:
-            connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+            connection.send(commands)
         except CONNECTION_ERRORS:
             self._drop_locked(connection)
             return False
@@ -320,12 +372,7 @@ class ResultSubscriber:
                 pinged = False
             wait = IDLE_CHECK if remaining is None else min(remaining, IDLE_CHECK)
             try:
-                reply: Any = connection.read_response(
-                    disable_decoding=True,
-                    timeout=wait,
-                    disconnect_on_error=False,
-                    push_request=True,
-                )
+                reply: Any = connection.read(wait)
             except redis.TimeoutError:
                 if wait < IDLE_CHECK:
                     continue  # the caller's deadline, not an idle connection
@@ -353,7 +400,7 @@ class ResultSubscriber:
             pinged = False
             self._file(connection, reply)
 
-    def _file(self, connection: _Connection, reply: Any) -> None:
+    def _file(self, connection: _Wire, reply: Any) -> None:
         """Put one reply where it belongs."""
         with self._lock:
             if self._connection is not connection:
@@ -391,22 +438,22 @@ class ResultSubscriber:
                 subscription.generation += 1
                 subscription.wake()
 
-    def _ping_locked(self, connection: _Connection) -> None:
+    def _ping_locked(self, connection: _Wire) -> None:
         try:
-            connection.send_packed_command(connection.pack_commands([("PING",)]), False)
+            connection.send([("PING",)])
         except CONNECTION_ERRORS:
             self._drop_locked(connection)
             return
         if self._resp3:
             self._answers.append(_PING)
 
-    def _lost(self, connection: _Connection, why: str) -> None:
+    def _lost(self, connection: _Wire, why: str) -> None:
         with self._lock:
             if not self._closed and self._connection is connection:
                 logger.warning("Redis result subscriber lost its connection: %s", why)
             self._drop_locked(connection)
 
-    def _connect(self) -> _Connection | None:
+    def _connect(self) -> _Wire | None:
         """A new connection, subscribed to every wanted channel (and, on RESP3, reading every
         wanted key); None when that failed (Redis cannot be reached) or the subscriber closed."""
         connection = self._open()
@@ -428,7 +475,7 @@ class ResultSubscriber:
                 return None
         return connection
 
-    def _open(self) -> _Connection | None:
+    def _open(self) -> _Wire | None:
         while True:
             protocol = self._protocol
             connection = self._connection_class(**{**self._connection_kwargs, "protocol": protocol})
@@ -450,9 +497,9 @@ class ResultSubscriber:
                 self._protocol = 2
                 continue
             self._resp3 = protocol == 3
-            return connection
+            return _Wire(connection)
 
-    def _drop_locked(self, connection: _Connection) -> None:
+    def _drop_locked(self, connection: _Wire) -> None:
         if self._connection is connection:
             self._connection = None
             self._unconfirmed.clear()
