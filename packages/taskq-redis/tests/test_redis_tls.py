@@ -15,6 +15,7 @@ Without openssl or redis-server the tests skip, or fail under ``CI=true``.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -308,3 +309,43 @@ def test_sentinel_with_the_wrong_ca_for_the_sentinels(
     with pytest.raises(TransportError, match="No master found for 'mymaster'"):
         transport.connect()
     transport.close()
+
+
+class _ClosingListener:
+    """A port that accepts connections and closes them at once, counting them: a Sentinel that
+    is up but cannot be talked to, as one whose certificate does not verify."""
+
+    def __init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:  # shut down by close()
+                return
+            self.accepted += 1
+            connection.close()
+
+    def close(self) -> None:
+        self._socket.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() does not
+        self._thread.join()
+        self._socket.close()
+
+
+def test_a_sentinel_that_fails_is_asked_once_then_the_next(
+    tls_sentinel: int, tls_master: int, tls_files: TLSFiles, unique_name: str
+) -> None:
+    """The next Sentinel in the URL is the retry: redis-py alone asks a failing Sentinel four
+    times, backing off between, before it moves on."""
+    failing = _ClosingListener()
+    try:
+        url = f"sentinel://127.0.0.1:{failing.port};sentinel://127.0.0.1:{tls_sentinel}"
+        _transport_round_trip(url, _sentinel_options(tls_files.ca, tls_files.ca), unique_name)
+    finally:
+        failing.close()
+    assert failing.accepted == 1

@@ -48,8 +48,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import hiredis
 import redis
+from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection
 from redis.exceptions import BusyLoadingError, NoScriptError, ReadOnlyError
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from taskq.exceptions import ImproperlyConfigured
@@ -462,12 +464,18 @@ def _sentinel_client(
     if tls is not None:
         master_kwargs["ssl"] = True
         master_kwargs.update(tls)
-    sentinel = Sentinel(
-        list(parsed.hosts),
-        min_other_sentinels=min_others,
-        sentinel_kwargs=sentinel_kwargs
+    sentinel_settings = (
+        dict(sentinel_kwargs)
         if sentinel_kwargs is not None
-        else {k: v for k, v in sentinel_connection.items() if k.startswith("socket_")},
+        else {k: v for k, v in sentinel_connection.items() if k.startswith("socket_")}
+    )
+    # redis-py's client for each Sentinel retries with backoff (seconds for one that refuses
+    # connections or fails its TLS handshake) before the next is asked. Here the next Sentinel
+    # is the retry, and the transport's reconnect and the backend's retry_policy retry the
+    # whole discovery; a ``retry`` given in sentinel_kwargs is kept.
+    sentinel_settings.setdefault("retry", Retry(NoBackoff(), 0))
+    sentinel = Sentinel(
+        list(parsed.hosts), min_other_sentinels=min_others, sentinel_kwargs=sentinel_settings
     )
     untyped: Any = sentinel  # redis-py leaves master_for's arguments untyped
     client: redis.Redis = untyped.master_for(
