@@ -319,33 +319,52 @@ class Publisher:
     def _publish(
         self, items: Sequence[tuple[str, Envelope, float | None]], options: Mapping[str, Any]
     ) -> None:
+        # The first attempt needs no policy: it is read (and merged) only once one fails.
+        try:
+            self._publish_once(items)
+        except TransportError as error:
+            self._publish_again(items, options, error)
+
+    def _publish_once(self, items: Sequence[tuple[str, Envelope, float | None]]) -> None:
+        # The transport is looked up on every attempt: a client whose first publish finds the
+        # broker down connects on a later attempt, as kombu's ensure() reconnects.
+        transport = self.app.transport
+        if len(items) == 1:
+            queue, envelope, eta = items[0]
+            transport.publish(queue, envelope, eta=eta)
+        else:
+            transport.publish_many(items)
+
+    def _publish_again(
+        self,
+        items: Sequence[tuple[str, Envelope, float | None]],
+        options: Mapping[str, Any],
+        error: TransportError,
+    ) -> None:
+        """The attempts after a failed first one (``error``), as the retry policy allows;
+        the last attempt's error is raised."""
         conf = self.app.conf
         retry = options.get("retry", conf.task_publish_retry)
         policy: dict[str, Any] = {
             **conf.task_publish_retry_policy,
             **(options.get("retry_policy") or {}),
         }
-        attempts = int(policy.get("max_retries", 3)) + 1 if retry else 1
+        retries = int(policy.get("max_retries", 3)) if retry else 0
+        if retries <= 0:
+            raise error
         delay = float(policy.get("interval_start", 0))
-        for attempt in range(attempts):
+        for attempt in range(retries):
+            time.sleep(delay)
+            delay = min(
+                delay + float(policy.get("interval_step", 0.2)),
+                float(policy.get("interval_max", 1)),
+            )
             try:
-                # Inside the retries: a client whose first publish finds the broker down
-                # connects on a later attempt, as kombu's ensure() reconnects.
-                transport = self.app.transport
-                if len(items) == 1:
-                    queue, envelope, eta = items[0]
-                    transport.publish(queue, envelope, eta=eta)
-                else:
-                    transport.publish_many(items)
+                self._publish_once(items)
                 return
             except TransportError:
-                if attempt + 1 >= attempts:
+                if attempt + 1 >= retries:
                     raise
-                time.sleep(delay)
-                delay = min(
-                    delay + float(policy.get("interval_step", 0.2)),
-                    float(policy.get("interval_max", 1)),
-                )
 
 
 class _Outgoing:
