@@ -113,6 +113,8 @@ class ConsumerLoop:
         #: :meth:`_on_frame` takes; py-amqp hands over the others (see there).
         self._targets: dict[str, tuple[str, int]] = {}
         self._incoming: _Incoming | None = None
+        #: Deliveries read and not yet handed over (see :meth:`_hand_over`); I/O thread only.
+        self._arrived: list[tuple[Delivery, _Held]] = []
         self._generation = 0
         # Shared with callers, under self._cond:
         self._buffers: dict[str, deque[Delivery]] = {}
@@ -189,6 +191,7 @@ class ConsumerLoop:
             try:
                 self._run_commands()
                 self._expire_visibility()
+                self._hand_over()  # what py-amqp read while it waited for a reply above
                 if not client.has_buffered_input(connection):
                     readable, _, _ = select.select(
                         [client.socket_of(connection), self._wake_r], [], [], self._wait_time()
@@ -203,6 +206,7 @@ class ConsumerLoop:
                 for _ in range(16):
                     if client.read_available(connection, self._on_frame) < client.READ_SIZE:
                         break
+                self._hand_over()
                 if heartbeat and time.monotonic() >= next_tick:
                     connection.heartbeat_tick()
                     next_tick = time.monotonic() + heartbeat / 4
@@ -251,6 +255,7 @@ class ConsumerLoop:
         self._channel = self._control = self._broadcasts = None
         self._targets.clear()
         self._incoming = None
+        self._arrived.clear()
         self._awaiting_qos = 0
         if connection is not None:
             with contextlib.suppress(Exception):
@@ -415,10 +420,18 @@ class ConsumerLoop:
             deliveries=count,
             handle=(generation, delivery_tag),
         )
-        with self._cond:
-            self._held[(generation, delivery_tag)] = _Held(queue, consumer_tag, key)
-            self._buffers.setdefault(queue, deque()).append(delivery)
-            self._cond.notify_all()
+        self._arrived.append((delivery, _Held(queue, consumer_tag, key)))
+
+    def _hand_over(self) -> None:
+        """Make what arrived since the last call fetchable, under one lock and with one
+        wake-up of a waiting fetch for all of it (a read takes many deliveries at once)."""
+        if self._arrived:
+            arrived, self._arrived = self._arrived, []
+            with self._cond:
+                for delivery, held in arrived:
+                    self._held[delivery.handle] = held
+                    self._buffers.setdefault(delivery.queue, deque()).append(delivery)
+                self._cond.notify_all()
 
     def _receiver(self, queue: str, generation: int) -> Callable[[client.Message], None]:
         def receive(message: client.Message) -> None:
@@ -499,6 +512,7 @@ class ConsumerLoop:
         for tag in retired:
             self._targets.pop(tag, None)
             client.forget_consumer(channel, tag)
+        self._hand_over()  # before the fetch that asked for this looks
 
     def _round_trip(self, channel: client.Channel) -> None:
         """A ``basic.qos`` round trip: RabbitMQ sends a new consumer's first deliveries
