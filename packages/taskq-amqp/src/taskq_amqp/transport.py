@@ -177,7 +177,12 @@ class AmqpTransport:
                 topology.bind_delayed_destination(publisher.control, queue, [queue])
                 publisher.delay_bound.add(queue)
 
-        publisher.run("declare", prepare)
+        prepared = (plain_queues | delayed_queues) <= publisher.known_queues and (
+            not delayed_queues
+            or (publisher.delay_levels_ready and delayed_queues <= publisher.delay_bound)
+        )
+        if not prepared:  # else no round trip to the lock and retry loop for nothing
+            publisher.run("declare", prepare)
         publisher.publish(batch, wait=wait)
 
     def _prepare_delays(self, publisher: Publisher) -> None:
