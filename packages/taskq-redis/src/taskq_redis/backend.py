@@ -89,7 +89,9 @@ class RedisBackend:
         self._redis: Any = self._client
         #: Reads of stored results go here, past redis-py's per-command overhead.
         self._direct = DirectConnection(self._client)
-        self._writer = ResultWriter(self._client, self.codec.content_type, self._holds_success)
+        self._writer = ResultWriter(
+            self._client, self._direct, self.codec.content_type, self._holds_success
+        )
         self._chords = ChordCounter(
             self._client,
             self.keys,
