@@ -302,7 +302,7 @@ class Consumer:
             batch = self.transport.fetch(self.queues, room, 0.0)
         except Exception as exc:  # the fetcher thread retries, or stops the worker
             holdings.taken((), room)
-            logger.debug("Fetching failed (%s); the fetcher takes over", exc)
+            logger.warning("Broker error while fetching (%s); the fetcher thread retries", exc)
             holdings.hand_over()
             return False
         holdings.taken(batch, room)
