@@ -190,6 +190,33 @@ def wait_readable(connection: Connection, timeout: float) -> bool:
 READ_SIZE = 1 << 16
 
 _frame_start = struct.Struct(">BHI").unpack_from
+_method_sig = struct.Struct(">HH").unpack_from
+_body_size = struct.Struct(">Q").unpack_from
+#: Methods followed by a content header and body frames (basic.deliver, return, get-ok).
+_CONTENT_METHODS = frozenset({(60, 60), (60, 50), (60, 71)})
+
+
+def _content_complete(buffer: bytes, offset: int, channel: int) -> bool:
+    """Whether the content header and body frames of the content method that ends at
+    ``offset`` are all in ``buffer`` (RabbitMQ writes them together, right after it)."""
+    size = len(buffer)
+    expected, remaining = 2, -1
+    while remaining != 0:
+        if size - offset < 8:
+            return False
+        kind, frame_channel, length = _frame_start(buffer, offset)
+        end = offset + 7 + length
+        if end >= size:
+            return False
+        if kind != expected or frame_channel != channel:
+            return True  # not RabbitMQ's layout: frame by frame, as before
+        if kind == 2:
+            (remaining,) = _body_size(buffer, offset + 11)
+            expected = 3
+        else:
+            remaining -= length
+        offset = end + 1
+    return True
 
 
 def read_available(connection: Connection, on_frame: Callable[[int, int, bytes], bool]) -> int:
@@ -200,7 +227,8 @@ def read_available(connection: Connection, on_frame: Callable[[int, int, bytes],
 
     Returns how many bytes were read from the socket (0: nothing there). py-amqp reads a
     frame in three reads (header, payload, end octet) after a ``select``; this is one
-    ``recv`` for everything there. Over TLS, py-amqp reads (frame by frame).
+    ``recv`` for everything there. Over TLS, py-amqp reads (frame by frame). A message
+    (method, content header, body) is handed over only once all its frames are in.
     """
     transport = connection.transport
     sock = socket_of(connection)
@@ -209,8 +237,10 @@ def read_available(connection: Connection, on_frame: Callable[[int, int, bytes],
             return 0
         drain(connection, 1.0)
         return 1
+    # A message still coming in stays whole in the buffer, which each read copies: reading
+    # at least as much as is buffered keeps a large message's copies linear in its size.
     try:
-        data = sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
+        data = sock.recv(max(READ_SIZE, len(transport._read_buffer)), socket.MSG_DONTWAIT)
     except (BlockingIOError, InterruptedError):
         data = b""
     else:
@@ -230,6 +260,14 @@ def read_available(connection: Connection, on_frame: Callable[[int, int, bytes],
                 f"AMQP frame without its end octet (type {kind}, {length} bytes)"
             )
         payload = buffer[offset + 7 : end]
+        if (
+            kind == 1
+            and _method_sig(payload, 0) in _CONTENT_METHODS
+            and not _content_complete(buffer, end + 1, channel)
+        ):
+            # A message is handed over whole or not at all: py-amqp may read the socket
+            # itself before the next call, and must then find the message from its start.
+            break
         offset = end + 1
         if on_frame(kind, channel, payload):
             taken = True
