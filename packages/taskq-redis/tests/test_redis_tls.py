@@ -8,17 +8,21 @@ servers do not ask for client certificates (``tls-auth-clients no``): what is pr
 that taskq verifies the server, through its own URL and option grammar.
 
 The round trips publish, fetch and ack a message through the transport and store, read and
-wait for a result through the backend (isolated from each other by unique names); with the
-wrong CA, for the master or for the Sentinels, connecting fails with an error, not a hang.
+wait for a result through the backend (isolated from each other by unique names). With the
+wrong CA, for the master or for the Sentinels, or a name the certificate does not hold, the
+first handshake raises ImproperlyConfigured naming the setting, the CA file and the reason: no
+retry, no reconnecting with backoff, and a worker stops at start.
 Without openssl or redis-server the tests skip, or fail under ``CI=true``.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,8 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from taskq.contracts import BackendError, BackendOptions, TransportError
+from taskq.contracts import BackendOptions, TransportError
+from taskq.exceptions import ImproperlyConfigured
 from taskq_protocol import ResultMeta
 from taskq_redis.backend import RedisBackend
 from taskq_redis.connection import client_from_url
@@ -275,40 +280,241 @@ def test_sentinel_and_master_over_tls(
 # -- the wrong CA ------------------------------------------------------------------------------
 
 
-def test_rediss_with_the_wrong_ca_fails_at_once(tls_master: int, tls_files: TLSFiles) -> None:
-    url = f"rediss://localhost:{tls_master}/0?{_query(ssl_ca_certs=tls_files.wrong_ca)}"
+def _fails_at_once(call: Callable[[], object], setting: str, *names: str) -> ImproperlyConfigured:
+    """``call()`` raises ImproperlyConfigured naming ``setting`` and ``names`` (the CA file, the
+    reason)."""
+    with pytest.raises(ImproperlyConfigured) as raised:
+        call()
+    error = raised.value
+    assert error.setting == setting
+    for name in names:
+        assert name in str(error)
+    return error
+
+
+class _CountingProxy:
+    """Forwards each connection to a server's port, counting them: how often a client tried
+    (a failed TLS handshake leaves no trace in the server's own counters)."""
+
+    def __init__(self, port: int) -> None:
+        self._target = port
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        self.accepted = 0
+        self._open: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._socket.accept()
+            except OSError:  # shut down by close()
+                return
+            self.accepted += 1
+            server = socket.create_connection(("127.0.0.1", self._target))
+            self._open += (client, server)
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+    def close(self) -> None:
+        self._socket.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() does not
+        self._thread.join()
+        self._socket.close()
+        for connection in self._open:
+            connection.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:  # the other side, or close(), ended the connection
+        pass
+
+
+@pytest.fixture
+def master_proxy(tls_master: int) -> Iterator[_CountingProxy]:
+    proxy = _CountingProxy(tls_master)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def sentinel_proxy(tls_sentinel: int) -> Iterator[_CountingProxy]:
+    proxy = _CountingProxy(tls_sentinel)
+    yield proxy
+    proxy.close()
+
+
+#: OpenSSL's reason for these servers' certificates against the wrong CA (the chain they send
+#: ends in their own CA, which the wrong one does not know).
+_UNKNOWN_CA = "self-signed certificate in certificate chain"
+
+
+def test_rediss_with_the_wrong_ca_in_the_url(
+    master_proxy: _CountingProxy, tls_files: TLSFiles
+) -> None:
+    url = f"rediss://localhost:{master_proxy.port}/0?{_query(ssl_ca_certs=tls_files.wrong_ca)}"
     transport = RedisTransport(url, {})
-    with pytest.raises(TransportError, match="certificate verify failed"):
-        transport.connect()
-    transport.close()
-    # The default retry_policy retries a failed handshake as it retries a lost connection (20
-    # times, a second apart); with none, the backend's error shows at once.
+    try:
+        _fails_at_once(transport.connect, "broker_url", str(tls_files.wrong_ca), _UNKNOWN_CA)
+    finally:
+        transport.close()
+    assert master_proxy.accepted == 1
+    # The backend knows its options, not its URL: it names the URL's setting.
+    backend = RedisBackend(url, BackendOptions())
+    try:
+        _fails_at_once(lambda: backend.get("no-such-task"), "result_backend", _UNKNOWN_CA)
+    finally:
+        backend.close()
+    assert master_proxy.accepted == 2
+
+
+@pytest.mark.parametrize("key", ["ssl", "broker_use_ssl"])
+def test_rediss_with_the_wrong_ca_in_the_broker_options(
+    key: str, master_proxy: _CountingProxy, tls_files: TLSFiles
+) -> None:
+    options = {key: {"ssl_cert_reqs": "required", "ssl_ca_certs": str(tls_files.wrong_ca)}}
+    transport = RedisTransport(f"rediss://127.0.0.1:{master_proxy.port}/0", options)
+    try:
+        error = _fails_at_once(
+            transport.connect, "broker_use_ssl", str(tls_files.wrong_ca), _UNKNOWN_CA
+        )
+    finally:
+        transport.close()
+    assert master_proxy.accepted == 1
+    assert isinstance(error.__cause__, redis.ConnectionError)
+
+
+@pytest.mark.parametrize("key", ["ssl", "redis_backend_use_ssl"])
+def test_the_backend_does_not_retry_the_wrong_ca(
+    key: str, master_proxy: _CountingProxy, tls_files: TLSFiles
+) -> None:
+    """The default retry_policy (20 retries, a second apart) is not spent on a certificate:
+    the first failed handshake is the answer, for a write as for a read."""
+    options = {key: {"ssl_ca_certs": str(tls_files.wrong_ca)}}
     backend = RedisBackend(
-        url, BackendOptions(transport_options={"retry_policy": {"max_retries": 0}})
+        f"rediss://127.0.0.1:{master_proxy.port}/0", BackendOptions(transport_options=options)
     )
-    with pytest.raises(BackendError, match="certificate verify failed"):
-        backend.get("no-such-task")
-    backend.close()
+    assert backend.retry.max_retries == 20
+    expected = ("redis_backend_use_ssl", str(tls_files.wrong_ca), _UNKNOWN_CA)
+    try:
+        _fails_at_once(lambda: backend.store(make_meta(result="never stored")), *expected)
+        assert master_proxy.accepted == 1
+        _fails_at_once(lambda: backend.wait(["one", "two"], 5), *expected)
+        assert master_proxy.accepted == 2
+    finally:
+        backend.close()
 
 
-def test_sentinel_with_the_wrong_ca_for_the_master(tls_sentinel: int, tls_files: TLSFiles) -> None:
-    url = f"sentinel://127.0.0.1:{tls_sentinel}"
-    transport = RedisTransport(url, _sentinel_options(tls_files.ca, tls_files.wrong_ca))
-    with pytest.raises(TransportError, match="certificate verify failed"):
-        transport.connect()
-    transport.close()
+def test_a_hostname_the_certificate_does_not_hold(
+    master_proxy: _CountingProxy, tls_files: TLSFiles
+) -> None:
+    """The right CA, but the name connected to is not among the certificate's."""
+    name = _other_name_of_localhost()
+    options = {"ssl": {"ssl_ca_certs": str(tls_files.ca)}}
+    transport = RedisTransport(f"rediss://{name}:{master_proxy.port}/0", options)
+    try:
+        error = _fails_at_once(transport.connect, "broker_use_ssl", "Hostname mismatch", name)
+    finally:
+        transport.close()
+    assert "ssl_check_hostname" in str(error)
+    assert master_proxy.accepted == 1
+
+
+def _other_name_of_localhost() -> str:
+    """A name that reaches 127.0.0.1 but is neither ``localhost`` nor ``127.0.0.1`` (the
+    certificate's names): this machine's own name, or ``127.1`` (inet_aton's short form)."""
+    hostname = socket.gethostname()
+    try:
+        if hostname != "localhost" and socket.gethostbyname(hostname) == "127.0.0.1":
+            return hostname
+    except OSError:
+        pass
+    return "127.1"
+
+
+def test_sentinel_with_the_wrong_ca_for_the_master(
+    sentinel_proxy: _CountingProxy, tls_files: TLSFiles
+) -> None:
+    """The Sentinel answers; the master it names does not verify. (The master's address comes
+    from the Sentinel, so its connections are not counted here; the Sentinel is asked once.)"""
+    url = f"sentinel://127.0.0.1:{sentinel_proxy.port}"
+    options = _sentinel_options(tls_files.ca, tls_files.wrong_ca)
+    expected = (str(tls_files.wrong_ca), _UNKNOWN_CA)
+    transport = RedisTransport(url, options)
+    try:
+        _fails_at_once(transport.connect, "broker_use_ssl", *expected)
+    finally:
+        transport.close()
+    assert sentinel_proxy.accepted == 1
+    backend = RedisBackend(url, BackendOptions(transport_options=options))
+    try:
+        _fails_at_once(lambda: backend.get("no-such-task"), "redis_backend_use_ssl", *expected)
+    finally:
+        backend.close()
+    assert sentinel_proxy.accepted == 2
 
 
 def test_sentinel_with_the_wrong_ca_for_the_sentinels(
-    tls_sentinel: int, tls_files: TLSFiles
+    sentinel_proxy: _CountingProxy, tls_files: TLSFiles
 ) -> None:
-    """redis-py's Sentinel reports every Sentinel it could not ask as a connection error, so the
-    message names the master it looked for but not the certificate."""
-    url = f"sentinel://127.0.0.1:{tls_sentinel}"
+    """redis-py's Sentinel keeps only the type of each Sentinel's error ("No master found");
+    the transport asks the Sentinel once more to tell the certificate from a Sentinel that is
+    down, and names it."""
+    url = f"sentinel://127.0.0.1:{sentinel_proxy.port}"
     transport = RedisTransport(url, _sentinel_options(tls_files.wrong_ca, tls_files.ca))
-    with pytest.raises(TransportError, match="No master found for 'mymaster'"):
-        transport.connect()
-    transport.close()
+    try:
+        _fails_at_once(
+            transport.connect,
+            "broker_transport_options",
+            "sentinel_kwargs",
+            f"127.0.0.1:{sentinel_proxy.port}",
+            str(tls_files.wrong_ca),
+            _UNKNOWN_CA,
+        )
+    finally:
+        transport.close()
+    assert sentinel_proxy.accepted == 2  # discovery, then the question why
+
+
+def test_a_lost_connection_is_still_a_transport_error() -> None:
+    """Only a certificate is configuration: nothing listening stays a TransportError, which
+    the worker retries."""
+    transport = RedisTransport(f"rediss://127.0.0.1:{free_port()}/0", {})
+    try:
+        with pytest.raises(TransportError):
+            transport.connect()
+    finally:
+        transport.close()
+
+
+def test_the_worker_stops_at_start_naming_the_setting(
+    tls_master: int, tls_files: TLSFiles, tmp_path: Path
+) -> None:
+    """``taskq worker`` with the wrong CA exits with status 1 and the setting on stderr, rather
+    than reconnecting with backoff for ever (broker_connection_retry_on_startup is on)."""
+    url = f"rediss://localhost:{tls_master}/0?{_query(ssl_ca_certs=tls_files.wrong_ca)}"
+    (tmp_path / "tls_app.py").write_text(
+        "from taskq import TaskQ\n"
+        f"app = TaskQ('tls_app', broker={url!r})\n"
+        "app.conf.update(broker_connection_retry_on_startup=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "taskq_cli", "-A", "tls_app", "worker", "-P", "solo"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "broker_url" in done.stderr
+    assert str(tls_files.wrong_ca) in done.stderr
+    assert "Trying again" not in done.stderr
 
 
 class _ClosingListener:

@@ -7,20 +7,23 @@ key. taskq reads the same option the same way. When the retries are spent, the c
 :class:`~taskq.contracts.BackendError`, which names the cause.
 
 Only connection failures are retried. A script or command error (a bug, a full server) is not
-something waiting fixes; it becomes a BackendError at once.
+something waiting fixes; it becomes a BackendError at once. Nor is a server certificate that does
+not verify against the configured CA (:mod:`taskq_redis.certificates`): that is raised at once as
+:class:`~taskq.exceptions.ImproperlyConfigured`, naming the setting.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
 
 from taskq.contracts import BackendError
 from taskq.exceptions import ImproperlyConfigured
+from taskq_redis.certificates import CertificateSettings
 from taskq_redis.options import read_int, read_mapping, read_seconds
 
 __all__ = ["RetryPolicy", "CONNECTION_ERRORS"]
@@ -48,12 +51,17 @@ class RetryPolicy:
     interval_start: float = 0.0
     interval_step: float = 1.0
     interval_max: float = 1.0
+    #: Names the TLS settings when a certificate does not verify.
+    certificates: CertificateSettings = field(
+        default_factory=lambda: CertificateSettings.of_backend({})
+    )
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], setting: str) -> RetryPolicy:
         given = read_mapping(options, "retry_policy", setting)
+        certificates = CertificateSettings.of_backend(options)
         if not given:
-            return cls()
+            return cls(certificates=certificates)
         unknown = sorted(set(given) - _KEYS)
         if unknown:
             raise ImproperlyConfigured(
@@ -69,6 +77,7 @@ class RetryPolicy:
             interval_start=_seconds(given, "interval_start", default.interval_start, setting),
             interval_step=_seconds(given, "interval_step", default.interval_step, setting),
             interval_max=_seconds(given, "interval_max", default.interval_max, setting),
+            certificates=certificates,
         )
 
     def pause(self, retry: int) -> float:
@@ -76,7 +85,8 @@ class RetryPolicy:
         return min(self.interval_start + self.interval_step * retry, self.interval_max)
 
     def call(self, action: Callable[[], T], what: str) -> T:
-        """``action()``, retried while Redis is unreachable; BackendError once retries run out.
+        """``action()``, retried while Redis is unreachable; BackendError once retries run out,
+        ImproperlyConfigured at once for a certificate that does not verify.
 
         ``what`` names the operation in the error (``"store 3 results"``).
         """
@@ -85,6 +95,9 @@ class RetryPolicy:
             try:
                 return action()
             except CONNECTION_ERRORS as exc:
+                misconfigured = self.certificates.error(exc)
+                if misconfigured is not None:
+                    raise misconfigured from exc
                 if self.max_retries is not None and retry >= self.max_retries:
                     raise BackendError(
                         f"Redis result backend: could not {what} after {retry} retries: {exc}"

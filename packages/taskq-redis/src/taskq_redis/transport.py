@@ -69,6 +69,7 @@ from taskq.transports.dead_letter import dead_lettered
 from taskq.transports.unacked import Unacked
 from taskq_protocol import Envelope, ProtocolError
 from taskq_redis.bindings import binding_member, binding_ttl_ms, expires_ms
+from taskq_redis.certificates import CertificateSettings
 from taskq_redis.commands import commands
 from taskq_redis.connection import DirectConnection, client_from_url, parse_redis_url
 from taskq_redis.fanout import FanoutListener
@@ -137,13 +138,18 @@ class _Plan(NamedTuple):
 
 
 @contextlib.contextmanager
-def _broker_errors(action: str) -> Generator[None, None, None]:
-    """redis-py's errors as TransportError, so the caller knows it may retry."""
+def _broker_errors(
+    action: str, certificates: CertificateSettings | None = None
+) -> Generator[None, None, None]:
+    """redis-py's errors as TransportError, so the caller knows it may retry; with
+    ``certificates``, a certificate that does not verify as ImproperlyConfigured instead,
+    which no retry fixes."""
     try:
         yield
-    except redis.RedisError as exc:
-        raise TransportError(f"Redis {action} failed: {exc}") from exc
-    except OSError as exc:
+    except (redis.RedisError, OSError) as exc:
+        misconfigured = None if certificates is None else certificates.error(exc)
+        if misconfigured is not None:
+            raise misconfigured from exc
         raise TransportError(f"Redis {action} failed: {exc}") from exc
 
 
@@ -213,11 +219,18 @@ class RedisTransport:
     # -- lifecycle --------------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Check the server answers and learn whether it has BLMPOP (Redis 7)."""
+        """Check the server answers and learn whether it has BLMPOP (Redis 7).
+
+        A server (or Sentinel) whose certificate does not verify raises ImproperlyConfigured
+        naming the TLS setting, not TransportError: the worker then stops at start instead of
+        reconnecting for ever. Later operations, on a connection that verified here, keep
+        reporting TransportError.
+        """
         with self._lock:
             if self._connected:
                 return
-            with _broker_errors("connect"):
+            certificates = CertificateSettings.of_broker(self.url, self._client)
+            with _broker_errors("connect", certificates):
                 try:
                     version = str(self._redis.info("server").get("redis_version", "7"))
                 except redis.ResponseError:
