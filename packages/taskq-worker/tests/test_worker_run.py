@@ -180,3 +180,34 @@ def test_lifecycle_signals_fire_in_order() -> None:
         "worker_shutdown",
     ]
     assert received == [result.id], "task_received carries the request"
+
+
+def test_the_workers_transport_gets_broker_use_ssl_as_its_ssl_option() -> None:
+    """The worker opens its own transport: with the app's options, ``broker_use_ssl`` included
+    (as the client's transport gets them), not ``broker_transport_options`` alone."""
+    import uuid
+    from collections.abc import Mapping
+
+    from taskq import TaskQ, plugins
+    from taskq.transports.memory import MemoryTransport
+    from taskq_worker.connection import open_transport
+
+    seen: list[dict[str, object]] = []
+
+    class RecordingTransport(MemoryTransport):
+        def __init__(self, url: str, options: Mapping[str, object]) -> None:
+            seen.append(dict(options))
+            super().__init__(f"memory://{url.partition('://')[2]}", {})
+
+    scheme = f"recording{uuid.uuid4().hex[:8]}"
+    plugins.TRANSPORTS.register(scheme, RecordingTransport)
+    ssl = {"ssl_ca_certs": "/etc/ca.pem", "ssl_cert_reqs": "required"}
+    app = TaskQ(
+        "tests",
+        broker=f"{scheme}://x",
+        broker_use_ssl=ssl,
+        broker_transport_options={"visibility_timeout": 60},
+    )
+    transport = open_transport(app, threading.Event())
+    transport.close()
+    assert seen == [{"visibility_timeout": 60, "ssl": ssl}]

@@ -55,7 +55,7 @@ def open_transport(app: TaskQ, stopping: threading.Event) -> Transport:
     """
     url = app.broker_url
     factory = plugins.TRANSPORTS.load(plugins.scheme_of(url))
-    transport: Transport = factory(url, dict(app.conf.broker_transport_options))
+    transport: Transport = factory(url, app.transport_options())
     retry = bool(app.conf.broker_connection_retry_on_startup)
     max_retries: int | None = app.conf.broker_connection_max_retries
     backoff = Backoff()
