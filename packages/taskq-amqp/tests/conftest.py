@@ -15,11 +15,21 @@ from pathlib import Path
 import amqp  # pyright: ignore[reportMissingTypeStubs]
 import pytest
 
+from taskq_amqp.transport import AmqpTransport
 from taskq_testing.plugin import require_server, server_missing
 from taskq_testing.servers import ServerProcess, ServerStartError, free_port
 from taskq_testing.worker_processes import InteropApps
 
 APPS = Path(__file__).resolve().parent / "interop_apps"
+
+
+@pytest.fixture
+def transport(amqp_url: str) -> Iterator[AmqpTransport]:
+    """A connected transport on the shared RabbitMQ, closed after the test."""
+    transport = AmqpTransport(amqp_url, {})
+    transport.connect()
+    yield transport
+    transport.close()
 
 
 @pytest.fixture(scope="session")

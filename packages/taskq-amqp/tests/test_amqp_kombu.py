@@ -42,14 +42,6 @@ def kombu(amqp_url: str) -> Iterator[Connection]:
 
 
 @pytest.fixture
-def transport(amqp_url: str) -> Iterator[AmqpTransport]:
-    transport = AmqpTransport(amqp_url, {})
-    transport.connect()
-    yield transport
-    transport.close()
-
-
-@pytest.fixture
 def queue_name() -> str:
     return f"taskq-test-kombu-{uuid.uuid4().hex[:12]}"
 

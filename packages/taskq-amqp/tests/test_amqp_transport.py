@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,14 +14,6 @@ from taskq_amqp import delayed
 from taskq_amqp.transport import AmqpTransport
 from taskq_amqp.urls import parse_settings
 from taskq_testing.factories import make_envelope, task_id_of
-
-
-@pytest.fixture
-def transport(amqp_url: str) -> Iterator[AmqpTransport]:
-    transport = AmqpTransport(amqp_url, {})
-    transport.connect()
-    yield transport
-    transport.close()
 
 
 def _name(kind: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import struct
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -106,14 +105,6 @@ def test_acks_below_the_lowest_unsettled_tag_become_one_multiple_ack() -> None:
     decoded = [(int.from_bytes(m[4:12], "big"), m[12]) for m in methods]
     assert decoded == [(7, 0), (3, 1)]  # 7 alone (5 is still held), 1..3 at once
     assert wire.ack_frames(1, [4], lowest_unsettled=None).endswith(b"\x00\xce")
-
-
-@pytest.fixture
-def transport(amqp_url: str) -> Iterator[AmqpTransport]:
-    transport = AmqpTransport(amqp_url, {})
-    transport.connect()
-    yield transport
-    transport.close()
 
 
 def test_bodies_larger_than_a_frame_cross_the_broker_intact(transport: AmqpTransport) -> None:
