@@ -31,6 +31,7 @@ import redis
 
 from taskq.contracts import TransportError
 from taskq_redis.transport import RedisTransport
+from taskq_testing.factories import make_envelope, task_id_of
 from taskq_testing.plugin import server_missing
 from taskq_testing.servers import ServerProcess, binary_or_none, free_port
 from taskq_testing.worker_processes import InteropApps
@@ -213,3 +214,27 @@ def open_transport(redis_url: str, prefix: str, raw: redis.Redis) -> Iterator[Op
     for transport in opened:
         with contextlib.suppress(TransportError):
             transport.close()
+
+
+RoundTrip = Callable[[str, Mapping[str, Any], str], None]
+
+
+def _round_trip(url: str, options: Mapping[str, Any], queue: str) -> None:
+    transport = RedisTransport(url, dict(options))
+    try:
+        transport.connect()
+        envelope = make_envelope(queue)
+        transport.publish(queue, envelope)
+        got = transport.fetch([queue], 1, 5.0)
+        assert [task_id_of(delivery) for delivery in got] == [task_id_of(envelope)]
+        transport.ack(got)
+        assert transport.queue_length(queue) == 0
+    finally:
+        transport.close()
+
+
+@pytest.fixture
+def round_trip() -> RoundTrip:
+    """``round_trip(url, options, queue)``: publish, fetch and ack one message through a
+    transport built from ``url`` (how the URL and TLS tests prove a connection works)."""
+    return _round_trip

@@ -37,7 +37,7 @@ from taskq_protocol import ResultMeta
 from taskq_redis.backend import RedisBackend
 from taskq_redis.connection import client_from_url
 from taskq_redis.transport import RedisTransport
-from taskq_testing.factories import make_envelope, make_meta, task_id_of
+from taskq_testing.factories import make_meta
 from taskq_testing.plugin import server_missing
 from taskq_testing.servers import ServerProcess, binary_or_none, free_port
 
@@ -186,21 +186,6 @@ def tls_sentinel(
 # -- round trips -------------------------------------------------------------------------------
 
 
-def _transport_round_trip(url: str, options: dict[str, Any], queue: str) -> None:
-    """Publish, fetch and ack one message through a transport built from ``url``."""
-    transport = RedisTransport(url, options)
-    try:
-        transport.connect()
-        envelope = make_envelope(queue)
-        transport.publish(queue, envelope)
-        got = transport.fetch([queue], 1, 5.0)
-        assert [task_id_of(delivery) for delivery in got] == [task_id_of(envelope)]
-        transport.ack(got)
-        assert transport.queue_length(queue) == 0
-    finally:
-        transport.close()
-
-
 def _backend_round_trip(url: str, options: dict[str, Any]) -> None:
     """Store and read a result; then wait for one that another backend stores meanwhile, which
     takes the waiter's own pub/sub connection (made apart from the pool) over TLS as well."""
@@ -228,21 +213,21 @@ def _query(**settings: object) -> str:
 
 
 def test_rediss_with_the_ca_in_the_query_string(
-    tls_master: int, tls_files: TLSFiles, unique_name: str
+    round_trip: Any, tls_master: int, tls_files: TLSFiles, unique_name: str
 ) -> None:
     query = _query(ssl_cert_reqs="required", ssl_ca_certs=tls_files.ca)
     url = f"rediss://localhost:{tls_master}/1?{query}"
-    _transport_round_trip(url, {}, unique_name)
+    round_trip(url, {}, unique_name)
     _backend_round_trip(url, {})
 
 
 @pytest.mark.parametrize("key", ["ssl", "broker_use_ssl", "redis_backend_use_ssl"])
 def test_rediss_with_the_ca_in_the_options(
-    key: str, tls_master: int, tls_files: TLSFiles, unique_name: str
+    round_trip: Any, key: str, tls_master: int, tls_files: TLSFiles, unique_name: str
 ) -> None:
     options = {key: {"ssl_cert_reqs": "CERT_REQUIRED", "ssl_ca_certs": str(tls_files.ca)}}
     url = f"rediss://127.0.0.1:{tls_master}/2"
-    _transport_round_trip(url, options, unique_name)
+    round_trip(url, options, unique_name)
     _backend_round_trip(url, options)
 
 
@@ -261,11 +246,11 @@ def _sentinel_options(sentinel_ca: Path, master_ca: Path) -> dict[str, Any]:
 
 
 def test_sentinel_and_master_over_tls(
-    tls_sentinel: int, tls_master: int, tls_files: TLSFiles, unique_name: str
+    round_trip: Any, tls_sentinel: int, tls_master: int, tls_files: TLSFiles, unique_name: str
 ) -> None:
     url = f"sentinel://127.0.0.1:{tls_sentinel}/3"
     options = _sentinel_options(tls_files.ca, tls_files.ca)
-    _transport_round_trip(url, options, unique_name)
+    round_trip(url, options, unique_name)
     _backend_round_trip(url, options)
     # The master was found through the Sentinel: its TLS port, the only one it has.
     client = client_from_url(url, options)
@@ -544,14 +529,14 @@ class _ClosingListener:
 
 
 def test_a_sentinel_that_fails_is_asked_once_then_the_next(
-    tls_sentinel: int, tls_master: int, tls_files: TLSFiles, unique_name: str
+    round_trip: Any, tls_sentinel: int, tls_master: int, tls_files: TLSFiles, unique_name: str
 ) -> None:
     """The next Sentinel in the URL is the retry: redis-py alone asks a failing Sentinel four
     times, backing off between, before it moves on."""
     failing = _ClosingListener()
     try:
         url = f"sentinel://127.0.0.1:{failing.port};sentinel://127.0.0.1:{tls_sentinel}"
-        _transport_round_trip(url, _sentinel_options(tls_files.ca, tls_files.ca), unique_name)
+        round_trip(url, _sentinel_options(tls_files.ca, tls_files.ca), unique_name)
     finally:
         failing.close()
     assert failing.accepted == 1

@@ -25,25 +25,9 @@ from taskq.contracts import TransportError
 from taskq.exceptions import ImproperlyConfigured
 from taskq_redis.connection import client_from_url, parse_redis_url
 from taskq_redis.transport import RedisTransport
-from taskq_testing.factories import make_envelope, task_id_of
 from taskq_testing.servers import free_port
 
 StartRedis = Callable[..., Any]
-
-
-def round_trip(url: str, options: dict[str, Any], queue: str) -> None:
-    """Publish, fetch and ack one message through a transport built from ``url``."""
-    transport = RedisTransport(url, options)
-    transport.connect()
-    try:
-        envelope = make_envelope(queue)
-        transport.publish(queue, envelope)
-        got = transport.fetch([queue], 1, 2.0)
-        assert [task_id_of(d) for d in got] == [task_id_of(envelope)]
-        transport.ack(got)
-        assert transport.queue_length(queue) == 0
-    finally:
-        transport.close()
 
 
 # -- TLS -------------------------------------------------------------------------------------
@@ -125,7 +109,7 @@ def tls_port(start_redis: StartRedis, certificates: Certificates) -> int:
 
 
 def test_rediss_with_options_verifies_the_server(
-    tls_port: int, certificates: Certificates, unique_name: str
+    round_trip: Any, tls_port: int, certificates: Certificates, unique_name: str
 ) -> None:
     options = {
         "ssl": {
@@ -139,7 +123,7 @@ def test_rediss_with_options_verifies_the_server(
 
 
 def test_rediss_with_options_in_the_query_string(
-    tls_port: int, certificates: Certificates, unique_name: str
+    round_trip: Any, tls_port: int, certificates: Certificates, unique_name: str
 ) -> None:
     query = "&".join(
         f"{key}={quote(str(value), safe='')}"
@@ -154,7 +138,7 @@ def test_rediss_with_options_in_the_query_string(
 
 
 def test_celerys_broker_use_ssl_mapping_is_accepted(
-    tls_port: int, certificates: Certificates, unique_name: str
+    round_trip: Any, tls_port: int, certificates: Certificates, unique_name: str
 ) -> None:
     options = {
         "broker_use_ssl": {"ssl_cert_reqs": "CERT_REQUIRED", "ssl_ca_certs": str(certificates.ca)}
@@ -170,7 +154,7 @@ def test_rediss_refuses_a_server_it_cannot_verify(tls_port: int) -> None:
 
 
 def test_rediss_without_verification_as_kombu_does_by_default(
-    tls_port: int, unique_name: str
+    round_trip: Any, tls_port: int, unique_name: str
 ) -> None:
     round_trip(f"rediss://localhost:{tls_port}/0?ssl_cert_reqs=none", {}, unique_name)
 
@@ -179,7 +163,7 @@ def test_rediss_without_verification_as_kombu_does_by_default(
 
 
 def test_redis_socket_url_with_virtual_host_and_db(
-    start_redis: StartRedis, tmp_path: Path, unique_name: str
+    round_trip: Any, start_redis: StartRedis, tmp_path: Path, unique_name: str
 ) -> None:
     socket_path = tmp_path / "redis.sock"
     start_redis("--unixsocket", str(socket_path), "--unixsocketperm", "700")
@@ -194,7 +178,7 @@ def test_redis_socket_url_with_virtual_host_and_db(
 # -- Sentinel ----------------------------------------------------------------------------------
 
 
-def test_sentinel_finds_the_master(sentinel_url: str, unique_name: str) -> None:
+def test_sentinel_finds_the_master(round_trip: Any, sentinel_url: str, unique_name: str) -> None:
     round_trip(f"{sentinel_url};sentinel://127.0.0.1:1/1", {"master_name": "mymaster"}, unique_name)
 
 
@@ -332,7 +316,9 @@ def test_taskq_finds_the_transport_for_every_url_form(url: str) -> None:
     assert plugins.TRANSPORTS.load(plugins.scheme_of(url)) is RedisTransport
 
 
-def test_an_acl_user_without_dangerous_commands(redis_server: Any, unique_name: str) -> None:
+def test_an_acl_user_without_dangerous_commands(
+    round_trip: Any, redis_server: Any, unique_name: str
+) -> None:
     """user:password from the URL; INFO (an @dangerous command) refused is no obstacle."""
     admin = redis.Redis.from_url(redis_server.url)
     admin.execute_command(
