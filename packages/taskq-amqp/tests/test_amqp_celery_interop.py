@@ -33,7 +33,7 @@ from taskq_testing.interop_scenarios import (
     pings_cross,
 )
 from taskq_testing.waiting import wait_until
-from taskq_testing.worker_processes import InteropApps, StartedWorkers, WorkerProcess, answers_ping
+from taskq_testing.worker_processes import InteropApps, StartedWorkers, WorkerProcess
 
 pytestmark = pytest.mark.interop
 
@@ -100,10 +100,10 @@ def interop(
     taskq_client.conf.task_queues = _queues(exchange, names)
     try:
         with StartedWorkers() as started:
-            celery_worker = started.add(apps.celery_worker(logs / "celery.log", [celery_queue]))
-            taskq_worker = started.add(apps.taskq_worker(logs / "taskq.log", [taskq_queue]))
-            celery_worker.wait_ready(answers_ping(celery_client))
-            taskq_worker.wait_ready(answers_ping(taskq_client))
+            celery_worker, taskq_worker = apps.start_both(
+                started, logs, celery_queues=[celery_queue], taskq_queues=[taskq_queue],
+                celery_client=celery_client, taskq_client=taskq_client,
+            )  # fmt: skip
             yield Interop(
                 taskq_client,
                 celery_client,

@@ -29,7 +29,7 @@ from celery import canvas as celery_canvas
 from taskq import TaskQ
 from taskq import canvas as taskq_canvas
 from taskq_testing.waiting import wait_until
-from taskq_testing.worker_processes import InteropApps, StartedWorkers, WorkerProcess, answers_ping
+from taskq_testing.worker_processes import InteropApps, StartedWorkers, WorkerProcess
 
 TIMEOUT = 20.0
 
@@ -69,10 +69,10 @@ def sides(
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         with StartedWorkers() as started:
-            celery_worker = started.add(apps.celery_worker(logs / "celery.log", [queues["celery"]]))
-            taskq_worker = started.add(apps.taskq_worker(logs / "taskq.log", [queues["taskq"]]))
-            celery_worker.wait_ready(answers_ping(celery_client))
-            taskq_worker.wait_ready(answers_ping(taskq_client))
+            celery_worker, taskq_worker = apps.start_both(
+                started, logs, celery_queues=[queues["celery"]], taskq_queues=[queues["taskq"]],
+                celery_client=celery_client, taskq_client=taskq_client,
+            )  # fmt: skip
             yield Sides(
                 client,
                 taskq_client,

@@ -169,6 +169,25 @@ class InteropApps:
         ]  # fmt: skip
         return WorkerProcess(argv, self.environment(), log, node)
 
+    def start_both(
+        self,
+        started: StartedWorkers,
+        logs: Path,
+        *,
+        celery_queues: Sequence[str],
+        taskq_queues: Sequence[str],
+        celery_client: Any,
+        taskq_client: Any,
+    ) -> tuple[WorkerProcess, WorkerProcess]:
+        """A Celery and a taskq worker with their default pools, logging to ``logs``; returns
+        ``(celery_worker, taskq_worker)`` once each answers a ping from its side's client
+        (``started`` stops them, whatever happens meanwhile)."""
+        celery_worker = started.add(self.celery_worker(logs / "celery.log", celery_queues))
+        taskq_worker = started.add(self.taskq_worker(logs / "taskq.log", taskq_queues))
+        celery_worker.wait_ready(answers_ping(celery_client))
+        taskq_worker.wait_ready(answers_ping(taskq_client))
+        return celery_worker, taskq_worker
+
 
 class StartedWorkers:
     """The worker processes a test (or module) started, all stopped together at its end.
