@@ -37,9 +37,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import redis
-from redis.exceptions import NoScriptError
 
+from .commands import commands
 from .connection import DirectConnection
+from .scripts import Script
 
 __all__ = ["ResultWriter", "expiry_arguments", "status_reader_for"]
 
@@ -99,6 +100,9 @@ return {0}
 """
 
 
+_STORE = Script("store results", STORE_LUA)
+
+
 def status_reader_for(content_type: str) -> str:
     """How the store script reads a stored status for values of this content type."""
     return _READERS.get(content_type, _OPAQUE)
@@ -129,20 +133,10 @@ class ResultWriter:
         content_type: str,
         is_success: Callable[[bytes], bool],
     ) -> None:
-        self._client = client
-        self._sha = hashlib.sha1(STORE_LUA.encode()).hexdigest()
+        self._client = commands(client)
         self._direct = direct  # the backend's: it closes it
         self._reader = status_reader_for(content_type)
         self._is_success = is_success
-
-    def _run(self, keys: list[str], args: list[Any]) -> list[Any]:
-        command = ("EVALSHA", self._sha, len(keys), *keys, *args)
-        try:
-            reply = self._direct.execute(*command)
-        except NoScriptError:  # a new or flushed server: load it, once
-            self._client.script_load(STORE_LUA)
-            reply = self._direct.execute(*command)
-        return cast("list[Any]", reply)
 
     def write(self, entries: Sequence[tuple[str, bytes]], expires: float | None) -> None:
         """Store ``(key, value)`` pairs in order, each unless its key holds a SUCCESS."""
@@ -153,7 +147,8 @@ class ResultWriter:
             args: list[Any] = [unit, amount, self._reader]
             for position, (_, value) in enumerate(pending):
                 args += (value, checked.get(position, ""))
-            reply = self._run([key for key, _ in pending], args)
+            keys = [key for key, _ in pending]
+            reply = cast("list[Any]", _STORE.run_direct(self._direct, self._client, keys, args))
             settled = int(reply[0])
             if settled == 0:
                 return

@@ -383,12 +383,7 @@ class RedisTransport:
     def _publish_one(self, wake: str, waiting: str, target: str, message: bytes) -> None:
         """The common case as one EVALSHA on the transport's direct connection (see
         :class:`~taskq_redis.connection.DirectConnection`), loading the script on NOSCRIPT."""
-        command = ("EVALSHA", PUBLISH.sha, 3, wake, waiting, target, message)
-        try:
-            self._direct.execute(*command)
-        except NoScriptError:
-            self._redis.script_load(PUBLISH.source)
-            self._direct.execute(*command)
+        PUBLISH.run_direct(self._direct, self._redis, (wake, waiting, target), (message,))
 
     def publish_many(self, items: Sequence[tuple[str, Envelope, float | None]]) -> None:
         """One pipeline of few commands: per queue its wake-up, then one ``LPUSH`` per list
