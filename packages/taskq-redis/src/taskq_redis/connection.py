@@ -29,7 +29,8 @@ that threads share: a thread that finds every connection in use waits for one in
 failing.
 
 :class:`DirectConnection` runs single commands for the hot paths (publishing one message,
-reading one result) on a connection of its own, made from the same settings.
+a worker's non-blocking fetch and its acknowledgements, reading one result) on a connection of
+its own, made from the same settings.
 """
 
 from __future__ import annotations

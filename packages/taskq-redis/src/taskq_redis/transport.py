@@ -532,7 +532,7 @@ class RedisTransport:
         """Run the fetch script; the deliveries, the next due time, the oldest delivery."""
         seq, args = self._fetch_args(plan, limit, repr(now), popped)
         with _broker_errors("fetch"):
-            reply: Any = FETCH(self._redis, plan.keys, args)
+            reply: Any = FETCH.run_direct(self._direct, self._redis, plan.keys, args)
         return self._deliveries(plan, reply, seq)
 
     def _fetch_args(
@@ -763,7 +763,8 @@ class RedisTransport:
         for handle in handles:
             args += (handle.tag, handle.counted)
         with _broker_errors(action):
-            ACK(
+            ACK.run_direct(
+                self._direct,
                 self._redis,
                 [self.keys.unacked, self.keys.unacked_index, self.keys.deliveries],
                 args,
