@@ -11,7 +11,9 @@ purged before its round):
 2. publish: ``tasks`` calls of ``delay()`` (Dramatiq ``send()``) from one thread, no worker;
 3. consume + execute: start the worker (its default pool, concurrency = CPU count) on those
    queued tasks and time from the first increment to the counter reaching ``tasks``, so start-up
-   is excluded (and shown separately); the worker's process tree RSS is sampled meanwhile;
+   is excluded (and shown separately); the worker's process tree RSS is sampled meanwhile, and
+   the CPU time of that tree and of the local servers (the broker, the counter's Redis) is read
+   once the first task has run and again at the last, giving each side's CPU per task;
 4. round trip: ``calls`` sequential calls of the result-storing variant, waiting for each result
    through the system's Redis result backend, with the worker still running.
 
@@ -30,7 +32,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from measure import CounterWatch, OtherCpu, TreeRssSampler, local_broker_pids, percentile
+from measure import (
+    CounterWatch,
+    OtherCpu,
+    TreeRssSampler,
+    cpu_seconds,
+    local_broker_pids,
+    percentile,
+)
 from peers.clients import CLIENTS, Client
 from peers.counter import BROKER_VARIABLE, URL_VARIABLE
 from scratch_database import ForeignDatabase, ScratchDatabase
@@ -63,6 +72,9 @@ class Round:
     rtt_p99_ms: float | None = None
     peak_rss_bytes: int | None = None
     rss_samples: int = 0
+    #: CPU microseconds per task while consuming: the worker's process tree, the local servers.
+    worker_cpu_us: float | None = None
+    servers_cpu_us: float | None = None
     other_cpus: float | None = None  # CPUs busy with other programs' work, round average
     extra_executions: int | None = None  # executions beyond the tasks sent (redeliveries)
     error: str | None = None
@@ -123,7 +135,8 @@ def run_round(
     db.flush()
     counter = CounterWatch(db.client)
     result = Round(system=name, tasks=tasks)
-    other_cpu = OtherCpu(local_broker_pids(db.client))
+    servers = local_broker_pids(db.client)
+    other_cpu = OtherCpu(servers)
     worker: WorkerProcess | None = None
     client: Client | None = None
     try:
@@ -143,7 +156,10 @@ def run_round(
         worker = _start_worker(client, concurrency, workdir)
         result.log_path = str(worker.log_path)
         with TreeRssSampler(worker.pid) as sampler:
+            counter.wait_for(1, _consume_timeout(tasks), worker.running)
+            cpu = ConsumeCpu(worker.pid, servers, counter.count())
             done_at = counter.wait_for(tasks, _consume_timeout(tasks), worker.running)
+            result.worker_cpu_us, result.servers_cpu_us = cpu.per_task(counter.count())
         result.peak_rss_bytes, result.rss_samples = sampler.peak_bytes, sampler.samples
         first_at = counter.first_increment_at()
         result.consume_per_s = tasks / (done_at - first_at)
@@ -171,6 +187,26 @@ def run_round(
             client.close()
         result.other_cpus = other_cpu.average_cpus()
     return result
+
+
+class ConsumeCpu:
+    """CPU used while a worker consumes: its process tree, and the local servers."""
+
+    def __init__(self, worker_pid: int, servers: list[int], count: int) -> None:
+        self.worker_pid = worker_pid
+        self.servers = servers
+        self.count = count
+        self.worker = cpu_seconds([worker_pid], descendants=True)
+        self.server = cpu_seconds(servers)
+
+    def per_task(self, count: int) -> tuple[float | None, float | None]:
+        """Microseconds per task since the start, for the tasks run since (``count`` now)."""
+        done = count - self.count
+        if done <= 0:
+            return None, None
+        worker = cpu_seconds([self.worker_pid], descendants=True) - self.worker
+        server = cpu_seconds(self.servers) - self.server
+        return worker / done * 1e6, (server / done * 1e6 if self.servers else None)
 
 
 def run_million(db: ScratchDatabase, tasks: int, concurrency: int, workdir: Path) -> MillionRound:
@@ -281,6 +317,8 @@ def _metric_rows(rounds: dict[str, Round], tasks: int, calls: int) -> list[list[
     higher_is_better(f"publish, one group of {tasks:,} (tasks/s)", lambda r: r.batch_per_s)
     higher_is_better("consume+execute (tasks/s)", lambda r: r.consume_per_s)
     higher_is_better("  with worker start-up (tasks/s)", lambda r: r.consume_with_startup_per_s)
+    lower_is_better("  worker CPU per task, process tree (µs)", lambda r: r.worker_cpu_us, rate)
+    lower_is_better("  local servers' CPU per task (µs)", lambda r: r.servers_cpu_us, rate)
     lower_is_better(f"round trip p50, {calls:,} calls (ms)", lambda r: r.rtt_p50_ms, fixed)
     lower_is_better(f"round trip p99, {calls:,} calls (ms)", lambda r: r.rtt_p99_ms, fixed)
     lower_is_better(

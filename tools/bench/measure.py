@@ -8,6 +8,9 @@
 - :class:`TreeRssSampler` sums the RSS of a process and all its descendants every ~50 ms in a
   thread and keeps the peak. Pages shared after a fork count once per process, as ``ps`` shows
   them: the figure is what the tree costs by that measure, not its unique memory.
+- :func:`cpu_seconds` is the CPU time (user + system) a worker's process tree, or the broker's
+  processes, have used so far: two readings around the consume phase give each system's CPU
+  per task, which a shared machine's other load does not change as it changes rates.
 """
 
 from __future__ import annotations
@@ -78,6 +81,26 @@ def _own_seconds(server_pids: Sequence[int]) -> float:
             total += times.user + times.system
         except psutil.Error:
             pass
+    return total
+
+
+def cpu_seconds(pids: Sequence[int], *, descendants: bool = False) -> float:
+    """User + system CPU seconds of ``pids`` (and, with ``descendants``, of every live process
+    below them) so far. A process that exited meanwhile no longer counts: read both ends of a
+    span while the processes run (a prefork child replaced mid-span loses its share)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            processes = [root, *root.children(recursive=True)] if descendants else [root]
+        except psutil.Error:
+            continue
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
     return total
 
 

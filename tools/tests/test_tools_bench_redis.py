@@ -19,6 +19,8 @@ ROWS = (
     "publish, one group of 1,000",
     "consume+execute",
     "with worker start-up",
+    "worker CPU per task",
+    "local servers' CPU per task",
     "round trip p50",
     "round trip p99",
     "worker peak RSS",
