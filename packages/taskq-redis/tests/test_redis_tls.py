@@ -341,20 +341,46 @@ _UNKNOWN_CA = "self-signed certificate in certificate chain"
 def test_rediss_with_the_wrong_ca_in_the_url(
     master_proxy: _CountingProxy, tls_files: TLSFiles
 ) -> None:
-    url = f"rediss://localhost:{master_proxy.port}/0?{_query(ssl_ca_certs=tls_files.wrong_ca)}"
+    """The CA named in the URL's query string: the transport names ``broker_url``, the backend
+    ``result_backend``, each with the CA file, once."""
+    query = _query(ssl_cert_reqs="required", ssl_ca_certs=tls_files.wrong_ca)
+    url = f"rediss://localhost:{master_proxy.port}/0?{query}"
+    expected = (str(tls_files.wrong_ca), _UNKNOWN_CA)
     transport = RedisTransport(url, {})
     try:
-        _fails_at_once(transport.connect, "broker_url", str(tls_files.wrong_ca), _UNKNOWN_CA)
+        _fails_at_once(transport.connect, "broker_url", *expected)
     finally:
         transport.close()
     assert master_proxy.accepted == 1
-    # The backend knows its options, not its URL: it names the URL's setting.
     backend = RedisBackend(url, BackendOptions())
     try:
-        _fails_at_once(lambda: backend.get("no-such-task"), "result_backend", _UNKNOWN_CA)
+        _fails_at_once(lambda: backend.get("no-such-task"), "result_backend", *expected)
     finally:
         backend.close()
     assert master_proxy.accepted == 2
+
+
+def test_sentinel_with_the_wrong_ca_for_the_master_in_the_url(
+    sentinel_proxy: _CountingProxy, tls_files: TLSFiles
+) -> None:
+    """A ``sentinel://`` URL's query string holds the master's TLS options: the URL's setting
+    and the CA file it names."""
+    query = _query(ssl_cert_reqs="required", ssl_ca_certs=tls_files.wrong_ca)
+    url = f"sentinel://127.0.0.1:{sentinel_proxy.port}?{query}"
+    options = _sentinel_options(tls_files.ca, tls_files.ca)
+    del options["ssl"]  # the master's TLS options are the URL's alone
+    expected = (str(tls_files.wrong_ca), _UNKNOWN_CA)
+    transport = RedisTransport(url, options)
+    try:
+        _fails_at_once(transport.connect, "broker_url", *expected)
+    finally:
+        transport.close()
+    backend = RedisBackend(url, BackendOptions(transport_options=options))
+    try:
+        _fails_at_once(lambda: backend.get("no-such-task"), "result_backend", *expected)
+    finally:
+        backend.close()
+    assert sentinel_proxy.accepted == 2  # once each: the Sentinel verified, the master did not
 
 
 @pytest.mark.parametrize("key", ["ssl", "broker_use_ssl"])
@@ -462,6 +488,34 @@ def test_sentinel_with_the_wrong_ca_for_the_sentinels(
         )
     finally:
         transport.close()
+    assert sentinel_proxy.accepted == 2  # discovery, then the question why
+
+
+@pytest.mark.parametrize("call", ["get", "store"])
+def test_the_backend_does_not_retry_the_wrong_ca_for_the_sentinels(
+    call: str, sentinel_proxy: _CountingProxy, tls_files: TLSFiles
+) -> None:
+    """The backend, like the transport, asks the Sentinel once more why it found no master,
+    and raises at once, for a read as for a write: not after its retry_policy's 20 retries."""
+    url = f"sentinel://127.0.0.1:{sentinel_proxy.port}"
+    options = _sentinel_options(tls_files.wrong_ca, tls_files.ca)
+    backend = RedisBackend(url, BackendOptions(transport_options=options))
+    assert backend.retry.max_retries == 20
+    calls: dict[str, Callable[[], object]] = {
+        "get": lambda: backend.get("no-such-task"),
+        "store": lambda: backend.store(make_meta(result="never stored")),
+    }
+    try:
+        _fails_at_once(
+            calls[call],
+            "result_backend_transport_options",
+            "sentinel_kwargs",
+            f"127.0.0.1:{sentinel_proxy.port}",
+            str(tls_files.wrong_ca),
+            _UNKNOWN_CA,
+        )
+    finally:
+        backend.close()
     assert sentinel_proxy.accepted == 2  # discovery, then the question why
 
 

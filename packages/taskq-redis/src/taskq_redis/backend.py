@@ -52,6 +52,7 @@ from taskq.transports.options import BACKEND_OPTIONS
 from taskq_protocol import ResultMeta, states
 from taskq_redis.backend_keys import ResultKeys
 from taskq_redis.backend_retry import RetryPolicy
+from taskq_redis.certificates import CertificateSettings
 from taskq_redis.chords import ChordCounter, chord_expiry
 from taskq_redis.connection import DirectConnection, client_from_url
 from taskq_redis.options import read_bool, read_seconds, read_str
@@ -77,12 +78,14 @@ class RedisBackend:
         self.expires = options.expires
         extra = options.transport_options
         self.keys = ResultKeys(read_str(extra, "global_keyprefix", "", BACKEND_OPTIONS) or "")
-        self.retry = RetryPolicy.from_options(extra, BACKEND_OPTIONS)
         chord_expires = chord_expiry(
             options.expires, read_seconds(extra, "result_chord_expires", None, BACKEND_OPTIONS)
         )
         self._client = client_from_url(
             url, extra, url_setting=RESULT_BACKEND, options_setting=BACKEND_OPTIONS
+        )
+        self.retry = RetryPolicy.from_options(
+            extra, BACKEND_OPTIONS, CertificateSettings.of_backend(url, self._client)
         )
         # redis-py types its command methods loosely (unions with str, unknown pipelines);
         # calls go through this untyped alias and their results are typed where used.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
@@ -47,21 +47,21 @@ _KEYS = frozenset({"max_retries", "interval_start", "interval_step", "interval_m
 class RetryPolicy:
     """How often and how long to retry; ``max_retries=None`` retries for ever."""
 
+    #: Tells a certificate that does not verify from a lost connection, and names its
+    #: settings: made from the backend's URL and client, which hold them.
+    certificates: CertificateSettings
     max_retries: int | None = 20
     interval_start: float = 0.0
     interval_step: float = 1.0
     interval_max: float = 1.0
-    #: Names the TLS settings when a certificate does not verify.
-    certificates: CertificateSettings = field(
-        default_factory=lambda: CertificateSettings.of_backend({})
-    )
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any], setting: str) -> RetryPolicy:
+    def from_options(
+        cls, options: Mapping[str, Any], setting: str, certificates: CertificateSettings
+    ) -> RetryPolicy:
         given = read_mapping(options, "retry_policy", setting)
-        certificates = CertificateSettings.of_backend(options)
         if not given:
-            return cls(certificates=certificates)
+            return cls(certificates)
         unknown = sorted(set(given) - _KEYS)
         if unknown:
             raise ImproperlyConfigured(
@@ -69,15 +69,15 @@ class RetryPolicy:
                 f"retry_policy: unknown key(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(_KEYS))}",
             )
-        default = cls()
+        default = cls(certificates)
         # An explicit None means "retry for ever", as in kombu's retry_over_time.
         forever = "max_retries" in given and given["max_retries"] is None
         return cls(
+            certificates,
             max_retries=None if forever else read_int(given, "max_retries", 20, setting),
             interval_start=_seconds(given, "interval_start", default.interval_start, setting),
             interval_step=_seconds(given, "interval_step", default.interval_step, setting),
             interval_max=_seconds(given, "interval_max", default.interval_max, setting),
-            certificates=certificates,
         )
 
     def pause(self, retry: int) -> float:

@@ -10,9 +10,12 @@ The cause is found by walking the exception's ``__cause__``/``__context__`` chai
 :class:`ssl.SSLCertVerificationError` (a Redis server's handshake, the master's behind a
 Sentinel included). A Sentinel's own handshake leaves nothing to find: redis-py's Sentinel
 reports every Sentinel it could not ask in one ``MasterNotFoundError`` that keeps only each
-error's type. So after that error, when the Sentinels' clients are known (a transport's), each
-is asked once more for a PING, directly, to learn why: only on the way to failing, never on a
-working connection.
+error's type. So after that error each of the client's Sentinels is asked once more for a PING,
+directly, to learn why: only on the way to failing, never on a working connection.
+
+The transport and the result backend read these settings from their client the same way
+(:meth:`CertificateSettings.of_client`): what the message names is what the client was built
+with, the CA file given in the URL's query string as in a mapping.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
 from redis.sentinel import MasterNotFoundError
@@ -31,8 +34,6 @@ from taskq_redis.connection import BROKER_OPTIONS, BROKER_URL, parse_redis_url
 
 __all__ = ["CertificateSettings"]
 
-#: Where a TLS mapping may sit in the options (as :mod:`taskq_redis.connection` reads them).
-_TLS_OPTION_KEYS = ("ssl", "broker_use_ssl", "redis_backend_use_ssl")
 #: OpenSSL's verification result for a certificate that does not hold the host's name.
 _HOSTNAME_MISMATCH = 62
 _SYSTEM_CAS = "the system's default CAs (no ssl_ca_certs given)"
@@ -100,41 +101,55 @@ class CertificateSettings:
     sentinels: tuple[Any, ...] = ()
 
     @classmethod
-    def of_broker(cls, url: str, client: redis.Redis) -> CertificateSettings:
-        """For a transport's ``client``: the CAs it was built with, and ``broker_url`` when
-        the URL's query string holds the TLS options (its only ``ssl_*`` keys), else
-        ``broker_use_ssl`` (or the ``ssl`` option), where they are given otherwise."""
+    def of_client(
+        cls,
+        client: redis.Redis,
+        url: str,
+        *,
+        url_setting: str,
+        tls_setting: str,
+        options_setting: str,
+    ) -> CertificateSettings:
+        """For ``client``, built from ``url`` and options by
+        :func:`~taskq_redis.connection.client_from_url`: the CAs it verifies against, as it
+        holds them, and ``url_setting`` when the URL's query string holds TLS options (its
+        ``ssl_*`` keys), else ``tls_setting``, where they are given otherwise. A Sentinel's
+        TLS is only ever in ``sentinel_kwargs``, under ``options_setting``."""
         pool: Any = client.connection_pool  # redis-py leaves pools untyped
-        from_url = any(key.startswith("ssl_") for key in parse_redis_url(url).query)
+        query = parse_redis_url(url, setting=url_setting).query
+        from_url = any(key.startswith("ssl_") for key in query)
         sentinels: Any = getattr(pool, "sentinel_manager", None)
         sentinel_kwargs: Mapping[str, Any] = sentinels.sentinel_kwargs if sentinels else {}
         return cls(
-            setting=BROKER_URL if from_url else "broker_use_ssl",
+            setting=url_setting if from_url else tls_setting,
             ca=_ca(pool.connection_kwargs.get("ssl_ca_certs")),
-            sentinel_setting=BROKER_OPTIONS,
+            sentinel_setting=options_setting,
             sentinel_ca=_ca(sentinel_kwargs.get("ssl_ca_certs")),
             sentinels=tuple(sentinels.sentinels) if sentinels else (),
         )
 
     @classmethod
-    def of_backend(cls, options: Mapping[str, Any]) -> CertificateSettings:
-        """For a result backend built with ``options`` (its URL and its client are not known
-        here, so a Sentinel's certificate is not told apart from a Sentinel that is down): TLS
-        options in a mapping come from ``redis_backend_use_ssl`` (or the ``ssl`` option),
-        else from the ``result_backend`` URL."""
-        tls: Mapping[str, Any] = {}
-        for key in _TLS_OPTION_KEYS:  # the first that holds a mapping, as the client reads them
-            tls = _mapping(options.get(key))
-            if tls:
-                break
-        return cls(
-            setting="redis_backend_use_ssl" if tls else "result_backend",
-            ca=_ca(tls.get("ssl_ca_certs"))
-            if tls
-            else "the CA the result_backend URL's ssl_ca_certs names "
-            "(the system's default CAs if it names none)",
-            sentinel_setting=BACKEND_OPTIONS,
-            sentinel_ca=_ca(_mapping(options.get("sentinel_kwargs")).get("ssl_ca_certs")),
+    def of_broker(cls, url: str, client: redis.Redis) -> CertificateSettings:
+        """For a transport's ``client``: ``broker_url``, else ``broker_use_ssl`` (the ``ssl``
+        option's Celery name); the Sentinels' in ``broker_transport_options``."""
+        return cls.of_client(
+            client,
+            url,
+            url_setting=BROKER_URL,
+            tls_setting="broker_use_ssl",
+            options_setting=BROKER_OPTIONS,
+        )
+
+    @classmethod
+    def of_backend(cls, url: str, client: redis.Redis) -> CertificateSettings:
+        """For a result backend's ``client``: ``result_backend``, else
+        ``redis_backend_use_ssl``; the Sentinels' in ``result_backend_transport_options``."""
+        return cls.of_client(
+            client,
+            url,
+            url_setting="result_backend",
+            tls_setting="redis_backend_use_ssl",
+            options_setting=BACKEND_OPTIONS,
         )
 
     def error(self, exc: BaseException) -> ImproperlyConfigured | None:
@@ -162,11 +177,6 @@ class CertificateSettings:
             f"the Redis server's TLS certificate does not verify against {self.ca}: "
             f"{failure.reason}; {fix}",
         )
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    """``value`` when it is a mapping (options are checked where the client is built)."""
-    return cast("Mapping[str, Any]", value) if isinstance(value, Mapping) else {}
 
 
 def _ca(path: object) -> str:
