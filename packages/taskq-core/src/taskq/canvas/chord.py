@@ -14,12 +14,12 @@ body gets the same nested lists Celery gives it.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard, cast, overload
 
 from taskq.canvas.signature import Signature, as_signature_list, maybe_signature, required
 from taskq.canvas.typevars import A1, R1, R2, Arg_contra, R_co, T
+from taskq_protocol.ids import uuid4_text
 
 if TYPE_CHECKING:
     from taskq.app import TaskQ
@@ -302,15 +302,15 @@ class chord(Signature[R_co, Arg_contra]):
         header = (
             tasks.clone()
             if is_group(tasks)
-            else group(tasks, app=app, task_id=self.options.get("task_id") or str(uuid.uuid4()))
+            else group(tasks, app=app, task_id=self.options.get("task_id") or uuid4_text())
         )
-        group_id = header.options.get("task_id") or str(uuid.uuid4())
+        group_id = header.options.get("task_id") or uuid4_text()
         root_id = body.options.get("root_id")
         body = _add_body_callbacks(body, merged)
         body = body.clone(**_body_options(merged))
         if is_chain(body):
             unroll_chord_bodies(body)
-        body_result = body.freeze(task_id or str(uuid.uuid4()), group_id=group_id, root_id=root_id)
+        body_result = body.freeze(task_id or uuid4_text(), group_id=group_id, root_id=root_id)
         strip_chord_header_links(body)
         # The header reports to this chord: not to the chain or chord the chord is part of
         # (the body carries those now), and not at the chord's own place in a group.

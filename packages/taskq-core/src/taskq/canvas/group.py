@@ -8,13 +8,13 @@ is a chord: the task gets the list of every member's result.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard, cast, overload
 
 from taskq.canvas.signature import Signature, required
 from taskq.canvas.tasklist import TaskList
 from taskq.canvas.typevars import A1, R2, Arg_contra, R, T
+from taskq_protocol.ids import uuid4_text
 
 if TYPE_CHECKING:
     from taskq.app import TaskQ
@@ -134,7 +134,7 @@ class group(TaskList[list[T], Arg_contra]):
         opts = self.options
         gid = opts.get("task_id")
         if not gid:
-            gid = opts["task_id"] = _id or str(uuid.uuid4())
+            gid = opts["task_id"] = _id or uuid4_text()
         if group_id:
             opts["group_id"] = group_id
         if chord:
@@ -178,7 +178,7 @@ class group(TaskList[list[T], Arg_contra]):
             **self.options,
             **{k: v for k, v in options.items() if k not in keep or k not in self.options},
         }
-        group_id = merged.pop("task_id", None) or str(uuid.uuid4())
+        group_id = merged.pop("task_id", None) or uuid4_text()
         merged["group_id"] = group_id
         return merged, group_id, merged.get("root_id")
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from taskq.canvas.signature import Signature, required
 from taskq.canvas.typevars import T
+from taskq_protocol.ids import uuid4_text
 
 if TYPE_CHECKING:
     from taskq.app import TaskQ
@@ -100,10 +101,8 @@ class _basemap(Signature[list[T], object]):
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> AsyncResult[list[T]] | GroupResult:
-        import uuid
-
         call_kwargs, call_options = self._call(options)
-        task_id = call_options.setdefault("task_id", str(uuid.uuid4()))
+        task_id = call_options.setdefault("task_id", uuid4_text())
         into.call(self.builtin, (), call_kwargs, call_options)
         result = self.AsyncResult(task_id)
         if into.trail is None:

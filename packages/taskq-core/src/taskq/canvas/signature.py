@@ -15,11 +15,12 @@ signature takes no arguments from outside, only options.
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeVar, cast
 
+from taskq import result as results
 from taskq.canvas.typevars import A1, R1, R2, Arg_contra, R_co
+from taskq_protocol.ids import uuid4_text
 
 if TYPE_CHECKING:
     from taskq.app import TaskQ
@@ -172,9 +173,7 @@ class Signature(dict[str, Any], Generic[R_co, Arg_contra]):
         return self.app.tasks[self.task]
 
     def AsyncResult(self, task_id: str) -> AsyncResult[R_co]:
-        from taskq.result import AsyncResult
-
-        return AsyncResult(task_id, app=self.app, task_name=self.task)
+        return results.AsyncResult(task_id, app=self.app, task_name=self.task)
 
     # -- building ----------------------------------------------------------------------------
 
@@ -239,7 +238,7 @@ class Signature(dict[str, Any], Generic[R_co, Arg_contra]):
         opts = self.options
         task_id = opts.get("task_id")
         if not task_id:
-            task_id = opts["task_id"] = _id or str(uuid.uuid4())
+            task_id = opts["task_id"] = _id or uuid4_text()
         if root_id:
             opts["root_id"] = root_id
         if parent_id:
@@ -420,7 +419,7 @@ class Signature(dict[str, Any], Generic[R_co, Arg_contra]):
         options = {k: v for k, v in options.items() if v is not None}
         call_args, call_kwargs, call_options = self._merge(args, kwargs, options)
         if not call_options.get("task_id"):
-            call_options["task_id"] = str(uuid.uuid4())
+            call_options["task_id"] = uuid4_text()
         result = self.AsyncResult(call_options["task_id"])
         into.call(self.task, call_args, call_kwargs, call_options)
         if into.trail is None:
