@@ -17,6 +17,7 @@ from typing import Any
 
 import amqp as _amqp_module  # pyright: ignore[reportMissingTypeStubs]
 
+from taskq_amqp.certificates import TlsSettings
 from taskq_amqp.urls import AmqpSettings
 
 # py-amqp ships no annotations and the types a checker infers from its source are wrong in
@@ -65,18 +66,69 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class _TlsTransport(amqp.transport.SSLTransport):  # pyright: ignore[reportUntypedBaseClass]
+    """py-amqp's TLS transport, wrapping its socket in the context taskq built: py-amqp
+    builds a context of its own from a dict, and ignores an :class:`ssl.SSLContext`."""
+
+    def __init__(self, tls: TlsSettings, host: str, **kwargs: Any) -> None:
+        self.tls = tls
+        super().__init__(host, ssl=True, **kwargs)  # pyright: ignore[reportUnknownMemberType]
+
+    def _wrap_socket(self, sock: socket.socket, **_: Any) -> ssl.SSLSocket:
+        return self.tls.wrap(sock)
+
+
+class _TlsConnection(amqp.Connection):  # pyright: ignore[reportUntypedBaseClass]
+    """A py-amqp connection over :class:`_TlsTransport`."""
+
+    def __init__(self, tls: TlsSettings, **kwargs: Any) -> None:
+        self.tls = tls
+        super().__init__(ssl=True, **kwargs)  # pyright: ignore[reportUnknownMemberType]
+
+    def Transport(  # py-amqp's name: the factory of the connection's transport
+        self,
+        host: str,
+        connect_timeout: float | None,
+        _ssl: object = False,  # py-amqp's own TLS options: the context in self.tls instead
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        return _TlsTransport(
+            self.tls,
+            host,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            write_timeout=write_timeout,
+            **kwargs,
+        )
+
+
 def open_connection(settings: AmqpSettings, *, heartbeat: float) -> Connection:
-    connection = amqp.Connection(
-        host=f"{settings.host}:{settings.port}",
-        userid=settings.userid,
-        password=settings.password,
-        virtual_host=settings.virtual_host,
-        ssl=settings.ssl,
-        heartbeat=heartbeat,
-        connect_timeout=settings.connect_timeout,
-        client_properties={"product": "taskq"},
-    )
-    connection.connect()
+    """A connection, opened; a certificate that fails the TLS handshake raises
+    ImproperlyConfigured (see :mod:`taskq_amqp.certificates`), never worth a retry."""
+    arguments: dict[str, Any] = {
+        "host": f"{settings.host}:{settings.port}",
+        "userid": settings.userid,
+        "password": settings.password,
+        "virtual_host": settings.virtual_host,
+        "heartbeat": heartbeat,
+        "connect_timeout": settings.connect_timeout,
+        "client_properties": {"product": "taskq"},
+    }
+    tls = settings.tls
+    if tls is None:
+        connection = amqp.Connection(**arguments)
+        connection.connect()
+        return connection
+    connection = _TlsConnection(tls, **arguments)
+    try:
+        connection.connect()  # py-amqp closes the socket when this fails
+    except ssl.SSLError as exc:
+        error = tls.error(exc, f"{settings.host}:{settings.port}")
+        if error is None:
+            raise
+        raise error from exc
     return connection
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from taskq_amqp.certificates import TlsSettings, tls_settings
 
 __all__ = ["AmqpSettings", "parse_settings", "SCHEMES"]
 
@@ -23,7 +24,8 @@ class AmqpSettings:
     userid: str
     password: str
     virtual_host: str
-    ssl: ssl.SSLContext | bool
+    #: None: plain AMQP (see :mod:`taskq_amqp.certificates`).
+    tls: TlsSettings | None
     #: Seconds between heartbeats on the consuming connection (0: none). The publishing
     #: connection never heartbeats: it is idle between publishes and reconnects on failure.
     heartbeat: float
@@ -44,6 +46,11 @@ class AmqpSettings:
     #: (Celery's ``broker_native_delayed_delivery_queue_type``, quorum by default).
     delayed_queue_type: str
 
+    @property
+    def ssl(self) -> bool:
+        """Whether connections use TLS."""
+        return self.tls is not None
+
 
 def _float(options: Mapping[str, Any], key: str, default: float) -> float:
     value = options.get(key, default)
@@ -57,7 +64,9 @@ def parse_settings(url: str, options: Mapping[str, Any]) -> AmqpSettings:
 
     The path is the virtual host (``/`` when empty, as kombu's ``amqp://host//`` and
     ``amqp://host`` both mean the default vhost); ``amqps`` turns TLS on, and the query
-    ``?ssl=true`` does too, as kombu reads it.
+    ``?ssl=true`` does too, as kombu reads it, and so do TLS options in the query string
+    (``?ssl_ca_certs=...``) or the ``ssl`` option (``broker_use_ssl``): see
+    :mod:`taskq_amqp.certificates`.
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -65,16 +74,9 @@ def parse_settings(url: str, options: Mapping[str, Any]) -> AmqpSettings:
         raise ValueError(f"not an AMQP URL: {url!r}")
     path = unquote(parts.path[1:]) if parts.path.startswith("/") else unquote(parts.path)
     query = dict(parse_qsl(parts.query))
-    use_ssl: ssl.SSLContext | bool = scheme == "amqps" or query.get("ssl", "").lower() in {
-        "1",
-        "true",
-        "yes",
-    }
-    option_ssl = options.get("ssl")
-    if isinstance(option_ssl, ssl.SSLContext):
-        use_ssl = option_ssl
-    elif isinstance(option_ssl, bool) and option_ssl:
-        use_ssl = True
+    host = parts.hostname or "localhost"
+    url_tls = scheme == "amqps" or query.get("ssl", "").lower() in {"1", "true", "yes"}
+    tls = tls_settings(url_tls, query, options.get("ssl"), host)
     visibility = options.get("visibility_timeout")
     if visibility is not None and (
         isinstance(visibility, bool) or not isinstance(visibility, int | float)
@@ -94,12 +96,12 @@ def parse_settings(url: str, options: Mapping[str, Any]) -> AmqpSettings:
     ):
         raise ValueError("broker_transport_options['confirm_window'] must be a positive int")
     return AmqpSettings(
-        host=parts.hostname or "localhost",
+        host=host,
         port=parts.port or DEFAULT_PORTS[scheme],
         userid=unquote(parts.username) if parts.username else "guest",
         password=unquote(parts.password) if parts.password else "guest",
         virtual_host=path or "/",
-        ssl=use_ssl,
+        tls=tls,
         heartbeat=_float(options, "heartbeat", 60.0),
         connect_timeout=_float(options, "connect_timeout", 4.0),
         publish_retry_timeout=_float(options, "publish_retry_timeout", 60.0),
