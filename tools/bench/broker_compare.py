@@ -7,7 +7,7 @@ flushes before every round and at the end (on RabbitMQ each system has a queue o
 purged before its round):
 
 1. publish as a batch: the task ``tasks`` times as one group (Celery ``group().apply_async()``,
-   Dramatiq ``group().run()``, taskq ``Publisher.send_many``), then purged;
+   Dramatiq ``group().run()``, taskq ``group().apply_async()``), then purged;
 2. publish: ``tasks`` calls of ``delay()`` (Dramatiq ``send()``) from one thread, no worker;
 3. consume + execute: start the worker (its default pool, concurrency = CPU count) on those
    queued tasks and time from the first increment to the counter reaching ``tasks``, so start-up
@@ -19,7 +19,8 @@ purged before its round):
 
 The throughput tasks ignore their results on all three systems; only round trips store them.
 ``--million`` (or the full run, when the 20k round predicts under 3 minutes) adds taskq alone on
-1,000,000 tasks published with ``send_many`` in groups of 10,000 (on the Redis broker only).
+1,000,000 tasks published with ``Publisher.send_many`` (the batch API under a group) in batches of
+10,000 (on the Redis broker only).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from measure import (
     local_broker_pids,
     percentile,
 )
-from peers.clients import CLIENTS, Client
+from peers.clients import CLIENTS, Client, TaskqClient
 from peers.counter import BROKER_VARIABLE, URL_VARIABLE
 from scratch_database import ForeignDatabase, ScratchDatabase
 from tables import fixed, mib, rate, ratio, table
@@ -215,10 +216,10 @@ def run_million(db: ScratchDatabase, tasks: int, concurrency: int, workdir: Path
     result = MillionRound(tasks=tasks)
     other_cpu = OtherCpu(local_broker_pids(db.client))
     worker: WorkerProcess | None = None
-    client = CLIENTS["taskq"]()
+    client = TaskqClient()
     try:
         started = time.perf_counter()
-        result.publish_how = client.publish_batch(tasks, chunk=MILLION_CHUNK)
+        result.publish_how = client.send_many(tasks, chunk=MILLION_CHUNK)
         result.publish_per_s = tasks / (time.perf_counter() - started)
         result.redis_memory_bytes = db.used_memory()
 
@@ -374,7 +375,7 @@ def _million_lines(result: Result) -> list[str]:
         return lines
     consume = million.consume_s
     rows = [
-        [f"publish, send_many in groups of {MILLION_CHUNK:,} (tasks/s)",
+        [f"publish, send_many in batches of {MILLION_CHUNK:,} (tasks/s)",
          rate(million.publish_per_s)],
         ["Redis used_memory with all queued (MiB)", mib(million.redis_memory_bytes)],
         ["consume+execute (s)", fixed(consume)],
