@@ -60,15 +60,20 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
         time.sleep(0.005)
 
 
-def test_a_child_holds_several_jobs_and_runs_them_in_order(open_pool: Open) -> None:
+def test_a_child_holds_several_jobs_and_runs_them_in_order(open_pool: Open, tmp_path: Path) -> None:
     pool, outcomes = open_pool(1)
     assert isinstance(pool, QueueingPool)
     assert pool.room == DEPTH
-    jobs = [job(targets.getpid) for _ in range(5)]
+    # The first job holds the child until released, so none can finish while room is read.
+    first, first_started, first_release = blocker(tmp_path, "first")
+    jobs = [first, *(job(targets.getpid) for _ in range(4))]
     pool.apply_many(jobs)
+    wait_until(first_started.exists)
     assert pool.free_slots == 0
     assert pool.room == DEPTH - 5, "all five went to the child at once"
-    pids = {outcomes.wait(j.task_id).value for j in jobs}
+    first_release.touch()
+    assert outcomes.wait(first.task_id).value == "released"
+    pids = {outcomes.wait(j.task_id).value for j in jobs[1:]}
     assert len(pids) == 1
     assert [o.task_id for o in outcomes.seen] == [j.task_id for j in jobs], "in order"
     wait_until(lambda: pool.room == DEPTH and pool.free_slots == 1)
