@@ -4,6 +4,8 @@ deadlines that leave the connection usable, and channels unsubscribed with the n
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 import time
 import uuid
@@ -34,7 +36,9 @@ def _backend(url: str, opened: list[RedisBackend], protocol: int | None = None) 
     )
     if protocol is not None:
         # The backend makes its subscriber on first use; this one speaks the protocol asked.
-        backend._subscriber = ResultSubscriber(backend.client, protocol=protocol)  # pyright: ignore[reportPrivateUsage]
+        backend._subscriber = ResultSubscriber(  # pyright: ignore[reportPrivateUsage]
+            backend.client, backend.retry.certificates, protocol=protocol
+        )
     opened.append(backend)
     return backend
 
@@ -158,3 +162,72 @@ def test_channels_left_are_unsubscribed_with_the_next_subscribe(
     wait_until(
         lambda: raw.pubsub_numsub(channel)[0][1] == 0, 5.0, message="first channel unsubscribed"
     )
+
+
+# -- Redis away ---------------------------------------------------------------------------------
+
+
+def _subscriber_records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "taskq_redis.results_subscriber" and record.levelno == level
+    ]
+
+
+def test_an_outage_is_one_warning_not_one_per_attempt(
+    start_redis: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wait while Redis is down tries again and again, backing off, and says so once; its
+    end is logged, and the next outage is warned about again."""
+    caplog.set_level(logging.DEBUG, logger="taskq_redis.results_subscriber")
+    redis_server = start_redis()
+    opened: list[RedisBackend] = []
+    backend = _backend(redis_server.url, opened)
+    try:
+        redis_server.stop()
+        assert backend.wait([str(uuid.uuid4())], 1.5) == {}
+        warnings = _subscriber_records(caplog, logging.WARNING)
+        assert len(warnings) == 1, warnings
+        assert "cannot connect" in warnings[0]
+        attempts = _subscriber_records(caplog, logging.DEBUG)
+        assert attempts, "tried once only"  # the second attempt follows the first at once
+
+        redis_server.start()
+        meta = make_meta(result="after the outage")
+        backend.store(meta)
+        assert backend.wait([meta.task_id], 10) == {meta.task_id: meta}
+        assert "Redis result subscriber connected again" in _subscriber_records(
+            caplog, logging.INFO
+        )
+
+        redis_server.stop()
+        assert backend.wait([str(uuid.uuid4())], 1.5) == {}
+        warnings = _subscriber_records(caplog, logging.WARNING)
+        assert len(warnings) == 2, warnings
+        assert "lost its connection" in warnings[1]
+    finally:
+        for opened_backend in opened:
+            opened_backend.close()
+
+
+def test_a_server_that_never_answers_does_not_hold_a_wait_past_its_timeout() -> None:
+    """The kernel completes the connection to a port nobody accepts on, and the HELLO is never
+    answered: with an hour's socket timeouts, a wait of a second still ends (with nothing)."""
+    silent = socket.create_server(("127.0.0.1", 0), backlog=16)
+    port: int = silent.getsockname()[1]
+    backend = RedisBackend(
+        f"redis://127.0.0.1:{port}/0",
+        BackendOptions(transport_options={"socket_timeout": 3600, "socket_connect_timeout": 3600}),
+    )
+    got: list[dict[str, ResultMeta]] = []
+    waiting = threading.Thread(target=lambda: got.append(backend.wait(["never-stored"], 1)))
+    try:
+        waiting.start()
+        waiting.join(60)  # a minute, not the hour the socket timeouts would allow
+        assert not waiting.is_alive(), "the wait outlived its timeout"
+        assert got == [{}]
+    finally:
+        silent.close()  # ends a connection still waiting for its HELLO's answer
+        waiting.join()
+        backend.close()

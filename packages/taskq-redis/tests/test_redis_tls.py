@@ -11,7 +11,8 @@ The round trips publish, fetch and ack a message through the transport and store
 wait for a result through the backend (isolated from each other by unique names). With the
 wrong CA, for the master or for the Sentinels, or a name the certificate does not hold, the
 first handshake raises ImproperlyConfigured naming the setting, the CA file and the reason: no
-retry, no reconnecting with backoff, and a worker stops at start.
+retry, no reconnecting with backoff, and a worker stops at start. That holds for ``get()`` too,
+which waits on the backend's pub/sub connection, and for every thread waiting on it.
 Without openssl or redis-server the tests skip, or fail under ``CI=true``.
 """
 
@@ -31,6 +32,7 @@ from urllib.parse import quote
 import pytest
 import redis
 
+from taskq import TaskQ
 from taskq.contracts import BackendOptions, TransportError
 from taskq.exceptions import ImproperlyConfigured
 from taskq_protocol import ResultMeta
@@ -40,6 +42,7 @@ from taskq_redis.transport import RedisTransport
 from taskq_testing.factories import make_meta
 from taskq_testing.plugin import server_missing
 from taskq_testing.servers import ServerProcess, binary_or_none, free_port
+from taskq_testing.waiting import wait_until
 
 MASTER_NAME = "mymaster"
 
@@ -279,10 +282,12 @@ def _fails_at_once(call: Callable[[], object], setting: str, *names: str) -> Imp
 
 class _CountingProxy:
     """Forwards each connection to a server's port, counting them: how often a client tried
-    (a failed TLS handshake leaves no trace in the server's own counters)."""
+    (a failed TLS handshake leaves no trace in the server's own counters). With ``hold``, a
+    connection is counted at once but forwarded only once ``hold`` is set."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, hold: threading.Event | None = None) -> None:
         self._target = port
+        self._hold = hold
         self._socket = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
         self.accepted = 0
@@ -297,6 +302,8 @@ class _CountingProxy:
             except OSError:  # shut down by close()
                 return
             self.accepted += 1
+            if self._hold is not None:
+                self._hold.wait()
             server = socket.create_connection(("127.0.0.1", self._target))
             self._open += (client, server)
             for source, sink in ((client, server), (server, client)):
@@ -418,6 +425,78 @@ def test_the_backend_does_not_retry_the_wrong_ca(
         assert master_proxy.accepted == 2
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("where", ["url", "redis_backend_use_ssl"])
+def test_get_does_not_retry_the_wrong_ca(
+    where: str, master_proxy: _CountingProxy, tls_files: TLSFiles
+) -> None:
+    """``result.get()`` waits for one task on the backend's pub/sub connection, which it opens
+    itself: its handshake fails the same way, once, rather than reconnecting until the
+    timeout."""
+    tls = {"ssl_cert_reqs": "required", "ssl_ca_certs": str(tls_files.wrong_ca)}
+    if where == "url":
+        url, options = f"rediss://localhost:{master_proxy.port}/0?{_query(**tls)}", {}
+        setting = "result_backend"
+    else:
+        url, options = f"rediss://localhost:{master_proxy.port}/0", {where: tls}
+        setting = where
+    app = TaskQ("tls-get", broker="memory://", backend=url, set_as_current=False)
+    app.conf.result_backend_transport_options = options
+    try:
+        error = _fails_at_once(
+            lambda: app.AsyncResult("no-such-task").get(timeout=10),
+            setting,
+            str(tls_files.wrong_ca),
+            _UNKNOWN_CA,
+        )
+    finally:
+        app.close()
+    assert master_proxy.accepted == 1
+    assert isinstance(error.__cause__, redis.ConnectionError)
+
+
+def test_every_waiting_thread_gets_the_certificate_error(
+    tls_master: int, tls_files: TLSFiles
+) -> None:
+    """Threads waiting on one backend share its pub/sub connection, and one of them connects:
+    the others, asleep meanwhile, raise the same error, and nobody connects again."""
+    hold = threading.Event()
+    proxy = _CountingProxy(tls_master, hold)
+    options = {"redis_backend_use_ssl": {"ssl_ca_certs": str(tls_files.wrong_ca)}}
+    backend = RedisBackend(
+        f"rediss://127.0.0.1:{proxy.port}/0", BackendOptions(transport_options=options)
+    )
+    errors: list[ImproperlyConfigured] = []
+
+    def wait(task_id: str) -> None:
+        try:
+            backend.wait([task_id], 10)
+        except ImproperlyConfigured as error:
+            errors.append(error)
+
+    def subscribed() -> int:
+        subscriber = backend._subscriber  # pyright: ignore[reportPrivateUsage]
+        return 0 if subscriber is None else len(subscriber._interest)  # pyright: ignore[reportPrivateUsage]
+
+    waiting = [threading.Thread(target=wait, args=(f"task-{i}",)) for i in range(3)]
+    try:
+        for thread in waiting:
+            thread.start()
+        # One thread's handshake waits in the proxy until every thread is subscribed.
+        wait_until(lambda: subscribed() == 3, 10.0, message="every thread subscribed")
+        hold.set()
+        for thread in waiting:
+            thread.join(30)
+    finally:
+        hold.set()
+        backend.close()
+        proxy.close()
+    assert len(errors) == 3
+    for error in errors:
+        assert error.setting == "redis_backend_use_ssl"
+        assert str(tls_files.wrong_ca) in str(error)
+    assert proxy.accepted == 1
 
 
 def test_a_hostname_the_certificate_does_not_hold(

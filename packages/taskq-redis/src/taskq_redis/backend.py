@@ -207,7 +207,7 @@ class RedisBackend:
             if self._closed:
                 raise BackendError("the Redis result backend is closed")
             if self._subscriber is None:
-                self._subscriber = ResultSubscriber(self._client)
+                self._subscriber = ResultSubscriber(self._client, self.retry.certificates)
             return self._subscriber
 
     def forget(self, task_id: str) -> None:

@@ -25,7 +25,14 @@ waits), so a result reaches the thread that wants it without a hand-over between
 - When the connection is lost, the reader connects again (backing off up to a second),
   subscribes to every channel still wanted and reads every wanted key again (RESP3) or moves
   every subscription's generation once confirmed (RESP2): writes published while the
-  connection was down are found that way.
+  connection was down are found that way. An outage is logged as a warning once, when it
+  begins (each further failed attempt at debug level), and its end at info level. An attempt
+  gets no more time than its reader's caller has left (within ``socket_connect_timeout`` and
+  ``socket_timeout``), so a host that does not answer does not keep a ``get()`` past its
+  timeout.
+- A server certificate that does not verify (:mod:`taskq_redis.certificates`) is not an
+  outage: the reader raises :class:`~taskq.exceptions.ImproperlyConfigured`, naming the
+  setting, and every waiter subscribed at that moment raises it too, without another attempt.
 
 Confirmations are counted per channel (a channel unsubscribed and subscribed again before the
 server answered gets two), so a channel is confirmed only when the server has taken the last
@@ -52,7 +59,9 @@ import hiredis
 import redis
 
 from taskq.contracts import BackendError
+from taskq.exceptions import ImproperlyConfigured
 from taskq_redis.backend_retry import CONNECTION_ERRORS
+from taskq_redis.certificates import CertificateSettings
 from taskq_redis.connection import pack_command
 
 __all__ = ["ResultSubscriber", "Subscription"]
@@ -78,6 +87,9 @@ _PING = b""
 
 class _Connection(Protocol):
     """The part of redis-py's (loosely typed) connection classes the subscriber uses."""
+
+    socket_timeout: float | None
+    socket_connect_timeout: float | None
 
     def connect(self) -> None: ...
 
@@ -147,7 +159,7 @@ class _Wire:
 class Subscription:
     """One waiting thread's channels, inbox and view of the subscription's state."""
 
-    __slots__ = ("channels", "closed", "event", "generation", "inbox", "missing")
+    __slots__ = ("channels", "closed", "event", "failure", "generation", "inbox", "missing")
 
     def __init__(self, channels: tuple[bytes, ...]) -> None:
         self.channels = channels
@@ -159,6 +171,8 @@ class Subscription:
         self.inbox: list[tuple[bytes, bytes]] = []
         #: Set when the subscriber closed: waiting is pointless.
         self.closed = False
+        #: Set when connecting failed for good (a certificate): the waiter raises it.
+        self.failure: ImproperlyConfigured | None = None
         #: Channels not yet confirmed on the current connection (the subscriber's to count).
         self.missing = len(channels)
         #: Set when there is something to take, or when this waiter should become the reader;
@@ -173,8 +187,12 @@ class Subscription:
 class ResultSubscriber:
     """The shared subscriber of one backend instance (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis, *, protocol: int = 3) -> None:
+    def __init__(
+        self, client: redis.Redis, certificates: CertificateSettings, *, protocol: int = 3
+    ) -> None:
         pool = client.connection_pool
+        #: The backend's: tells a certificate that does not verify from Redis being away.
+        self._certificates = certificates
         self._connection_class = cast("type[_Connection]", pool.connection_class)
         self._connection_kwargs: dict[str, Any] = dict(pool.connection_kwargs)
         #: 3 until a server refuses RESP3, then 2 for good (or 2 from the start if asked).
@@ -197,6 +215,8 @@ class ResultSubscriber:
         #: Subscriptions whose threads sleep in take(), one of which takes over the reading.
         self._sleeping: set[Subscription] = set()
         self._reconnect_pause = 0.0
+        #: Connecting failed since the connection was last up (the reader's own).
+        self._outage = False
 
     # -- waiting threads --------------------------------------------------------------------
 
@@ -259,6 +279,8 @@ class ResultSubscriber:
                     return self._drain_locked(subscription)
                 if subscription.closed:
                     raise BackendError("the Redis result backend was closed while waiting")
+                if subscription.failure is not None:
+                    raise _again(subscription.failure)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     self._leaving_locked()
@@ -355,6 +377,7 @@ class ResultSubscriber:
                     subscription.inbox
                     or subscription.generation != seen_generation
                     or subscription.closed
+                    or subscription.failure is not None
                 ):
                     return
                 connection = self._connection
@@ -362,7 +385,11 @@ class ResultSubscriber:
             if remaining is not None and remaining <= 0:
                 return
             if connection is None:
-                connection = self._connect()
+                try:
+                    connection = self._connect(remaining)
+                except ImproperlyConfigured as error:
+                    self._fail(error)
+                    raise
                 if connection is None:
                     pause = self._reconnect_pause
                     self._reconnect_pause = min(pause + RECONNECT_STEP, RECONNECT_MAX)
@@ -450,15 +477,29 @@ class ResultSubscriber:
     def _lost(self, connection: _Wire, why: str) -> None:
         with self._lock:
             if not self._closed and self._connection is connection:
-                logger.warning("Redis result subscriber lost its connection: %s", why)
+                logger.warning("Redis result subscriber lost its connection: %s; reconnecting", why)
+                self._outage = True
             self._drop_locked(connection)
 
-    def _connect(self) -> _Wire | None:
+    def _fail(self, error: ImproperlyConfigured) -> None:
+        """Connecting cannot succeed: every waiter now subscribed raises ``error``."""
+        with self._lock:
+            for listeners in self._interest.values():
+                for subscription in listeners:
+                    subscription.failure = error
+                    subscription.wake()
+
+    def _connect(self, remaining: float | None) -> _Wire | None:
         """A new connection, subscribed to every wanted channel (and, on RESP3, reading every
-        wanted key); None when that failed (Redis cannot be reached) or the subscriber closed."""
-        connection = self._open()
+        wanted key); None when that failed (Redis cannot be reached, or not within
+        ``remaining`` seconds) or the subscriber closed. ImproperlyConfigured when the server's
+        certificate does not verify."""
+        connection = self._open(remaining)
         if connection is None:
             return None
+        if self._outage:
+            self._outage = False
+            logger.info("Redis result subscriber connected again")
         with self._lock:
             if self._closed:
                 connection.disconnect()
@@ -475,10 +516,11 @@ class ResultSubscriber:
                 return None
         return connection
 
-    def _open(self) -> _Wire | None:
+    def _open(self, remaining: float | None) -> _Wire | None:
         while True:
             protocol = self._protocol
             connection = self._connection_class(**{**self._connection_kwargs, "protocol": protocol})
+            shortened = remaining is not None and _shorten_timeouts(connection, remaining)
             try:
                 connection.connect()
             except CONNECTION_ERRORS as exc:
@@ -486,18 +528,38 @@ class ResultSubscriber:
                 if protocol == 3 and "RESP version" in str(exc):
                     self._protocol = 2  # the server answered HELLO 3 with another protocol
                     continue
-                logger.debug("Redis result subscriber cannot connect: %s", exc)
+                misconfigured = self._certificates.error(exc)
+                if misconfigured is not None:
+                    raise misconfigured from exc
+                if shortened and isinstance(exc, redis.TimeoutError):
+                    # The caller's deadline, not the server's failure: nothing to report.
+                    logger.debug("Redis result subscriber: no connection in time: %s", exc)
+                else:
+                    self._unreachable(exc)
                 return None
             except redis.RedisError as exc:
                 connection.disconnect()
                 if protocol == 2:
-                    logger.debug("Redis result subscriber cannot connect: %s", exc)
+                    self._unreachable(exc)
                     return None
                 # A server without RESP3 (HELLO 3 refused): subscribe, confirm, then read.
                 self._protocol = 2
                 continue
             self._resp3 = protocol == 3
             return _Wire(connection)
+
+    def _unreachable(self, exc: BaseException) -> None:
+        """Log a failed attempt: a warning for the first of an outage, debug for the rest."""
+        if self._outage:
+            logger.debug("Redis result subscriber cannot connect: %s", exc)
+            return
+        self._outage = True
+        logger.warning(
+            "Redis result subscriber cannot connect: %s; trying again, backing off up to %.0fs "
+            "(logged once until connected)",
+            exc,
+            RECONNECT_MAX,
+        )
 
     def _drop_locked(self, connection: _Wire) -> None:
         if self._connection is connection:
@@ -522,3 +584,24 @@ class ResultSubscriber:
                 for subscription in listeners:
                     subscription.closed = True
                     subscription.wake()
+
+
+def _shorten_timeouts(connection: _Connection, remaining: float) -> bool:
+    """Give ``connection``'s connect and handshake no more than ``remaining`` seconds;
+    whether that shortened a timeout it had."""
+    shortened = False
+    limit = max(remaining, 0.001)  # 0 would make the socket non-blocking
+    for name in ("socket_connect_timeout", "socket_timeout"):
+        current: float | None = getattr(connection, name)
+        if current is None or current > limit:
+            setattr(connection, name, limit)
+            shortened = True
+    return shortened
+
+
+def _again(error: ImproperlyConfigured) -> ImproperlyConfigured:
+    """A copy of ``error`` for another waiting thread to raise (one exception object raised
+    in several threads at once would collect all their tracebacks)."""
+    copy = ImproperlyConfigured(error.setting, error.problem)
+    copy.__cause__ = error.__cause__
+    return copy
