@@ -15,12 +15,16 @@ uses on RabbitMQ) at once. So:
 - A classic queue is consumed on a channel of its own, whose window is channel-wide: what
   the caller holds from that queue and has not settled, plus the fetch's ``limit``. When a
   fetch asks for another window (a worker asks for its free slots, which change all the
-  time), the transport sends one ``basic.qos`` and does not wait for its reply; the consumer
-  runs on, never cancelled and restarted for it. A smaller window delivers nothing more
-  until enough is settled; what came before it stays buffered for the next fetch. (One
-  channel per queue, not one for all, so that each queue has a window of its own as it
-  had with per-consumer prefetch: a queue's buffered messages never use up another's, and
-  earlier queues are served first.)
+  time), the I/O thread sends one ``basic.qos`` and does not wait for its reply; the
+  consumer runs on, never cancelled and restarted for it. The I/O thread is woken for it
+  only when RabbitMQ holds messages back (the window is full and nothing is buffered);
+  otherwise it goes out with whatever wakes the thread next, before any acks. A smaller
+  window delivers nothing more until enough is settled; what came before it stays buffered
+  for the next fetch (given back, it would come again marked redelivered). One channel per
+  queue, not one for all, so that each queue has a window of its own as it had with
+  per-consumer prefetch: a queue's buffered messages never use up another's. And so that
+  earlier queues are served first, a fetch that finds an earlier queue's window full and
+  a later queue's messages buffered asks the earlier one for a message (``basic.get``).
 - Quorum queues and streams refuse a channel-wide prefetch (RabbitMQ closes the connection,
   or the channel, on such a ``basic.consume``), and a per-consumer ``basic.qos`` lifts a
   channel's channel-wide one, so they share one channel of per-consumer prefetch: a
