@@ -161,7 +161,10 @@ class ConsumerLoop:
         # Shared with callers, under self._cond:
         self._buffers: dict[str, deque[Delivery]] = {}
         self._consumers: dict[str, _Consumer] = {}
+        #: Per consumer on the per-consumer lane (whose number is ``_counted_lane``, 0 when
+        #: there is none): deliveries handed to the caller and not settled yet.
         self._outstanding: dict[str, int] = {}
+        self._counted_lane = 0
         self._held: dict[tuple[int, int, int], _Held] = {}
         #: Per lane: deliveries handed to the caller and not settled yet.
         self._taken: dict[int, int] = {}
@@ -313,6 +316,7 @@ class ConsumerLoop:
             self._buffers.clear()
             self._consumers.clear()
             self._outstanding.clear()
+            self._counted_lane = 0
             self._held.clear()
             self._taken.clear()
             self._windows.clear()
@@ -396,6 +400,8 @@ class ConsumerLoop:
             return lane
         if self._per_consumer is None:
             self._per_consumer = self._open_lane(windowed=False)
+            with self._cond:
+                self._counted_lane = self._per_consumer.number
         return self._per_consumer
 
     def _apply_windows(self) -> None:
@@ -750,7 +756,7 @@ class ConsumerLoop:
                             held.taken = True
                             lane = delivery.handle[1]
                             self._taken[lane] = self._taken.get(lane, 0) + 1
-                            if held.consumer_tag:
+                            if lane == self._counted_lane:
                                 self._outstanding[held.consumer_tag] = (
                                     self._outstanding.get(held.consumer_tag, 0) + 1
                                 )
