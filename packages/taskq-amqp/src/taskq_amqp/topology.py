@@ -11,7 +11,6 @@ auto-deleted, ``celeryev`` is a durable topic exchange.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -27,7 +26,6 @@ __all__ = [
     "declare_delayed_levels",
     "bind_delayed_destination",
     "queue_counts",
-    "queue_type",
 ]
 
 #: Returns an open channel, opening a new one after a refusal closed the last.
@@ -64,10 +62,7 @@ def _queue_flags(arguments: dict[str, Any]) -> tuple[bool, bool]:
     return True, False
 
 
-def declare_queue_spec(channels: ChannelSource, spec: QueueSpec) -> str | None:
-    """Declare the queue (and its binding); returns its type (``classic``, ``quorum``,
-    ``stream``), or None when it existed with other arguments (a type :func:`queue_type`
-    finds out)."""
+def declare_queue_spec(channels: ChannelSource, spec: QueueSpec) -> None:
     arguments: dict[str, Any] = dict(spec.arguments)
     if spec.max_priority is not None:
         arguments["x-max-priority"] = spec.max_priority
@@ -76,57 +71,24 @@ def declare_queue_spec(channels: ChannelSource, spec: QueueSpec) -> str | None:
     durable, auto_delete = _queue_flags(arguments)
     if arguments.get("x-queue-type") in {"quorum", "stream"}:
         durable, auto_delete = True, False  # both must be durable
-    kind: str | None = str(arguments.get("x-queue-type", "classic"))
-    try:
+    # Declared before with other arguments (by a Celery worker, say): it exists.
+    with contextlib.suppress(client.PreconditionFailed):
         channels().queue_declare(
             spec.name, durable=durable, auto_delete=auto_delete, arguments=arguments
         )
-    except client.PreconditionFailed:
-        kind = None  # declared before with other arguments (by a Celery worker, say): it exists
     if spec.exchange:
         declare_exchange(channels, spec.exchange, spec.exchange_type)
         routing_key = spec.routing_key or spec.name
         channels().queue_bind(spec.name, spec.exchange, routing_key)
-    return kind
 
 
-def ensure_queue(channels: ChannelSource, name: str) -> str | None:
+def ensure_queue(channels: ChannelSource, name: str) -> None:
     """Make sure ``name`` exists, without touching it when it does (Celery may have declared
-    it as a quorum queue; a plain declaration would be refused). Returns its type when it
-    was declared here, None when it existed (see :func:`queue_type`)."""
+    it as a quorum queue; a plain declaration would be refused)."""
     try:
         channels().queue_declare(name, passive=True)
     except client.NotFound:
-        return declare_queue_spec(channels, QueueSpec(name=name, routing_key=name))
-    return None
-
-
-#: RabbitMQ's refusal of a declaration with another type names the queue's type.
-_CURRENT_TYPE = re.compile(r"'x-queue-type'.*current is '(\w+)'")
-
-
-def queue_type(channels: ChannelSource, name: str) -> str | None:
-    """The type of an existing queue, None when that cannot be told.
-
-    AMQP cannot ask, so this declares it as a durable classic queue, which changes nothing
-    when it is one, and reads RabbitMQ's refusal otherwise: it names the type when that is
-    what differs, and says ``durable`` for a transient queue (a classic one: quorum queues
-    and streams are durable). RabbitMQ checks most other arguments before the type, so a
-    refusal over one of those says nothing about it.
-    """
-    try:
-        channels().queue_declare(
-            name, durable=True, auto_delete=False, arguments={"x-queue-type": "classic"}
-        )
-    except client.PreconditionFailed as exc:
-        text = str(exc)
-        match = _CURRENT_TYPE.search(text)
-        if match:
-            return match.group(1)
-        return "classic" if "inequivalent arg 'durable'" in text else None
-    except client.ChannelError:
-        return None  # another connection's exclusive queue, say
-    return "classic"
+        declare_queue_spec(channels, QueueSpec(name=name, routing_key=name))
 
 
 def queue_counts(channels: ChannelSource, name: str) -> int:

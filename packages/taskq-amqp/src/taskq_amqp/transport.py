@@ -217,7 +217,7 @@ class AmqpTransport:
             raise ValueError(f"timeout must not be negative, not {timeout!r}")
         _, consumer = self._parts()
         deadline = time.monotonic() + timeout
-        if consumer.needs_setup(names, limit):
+        if consumer.needs_setup(names):
             try:
                 # Bounded by the fetch's own timeout (at least a second, for the round
                 # trips): a broker that is away must not hold up a worker's loop.

@@ -261,11 +261,9 @@ def confirm_of(payload: bytes) -> tuple[tuple[int, int], int, bool] | None:
     return sig, tag, bool(bits & 1)
 
 
-def qos_frame(channel: int, prefetch_count: int, *, channel_wide: bool = False) -> bytes:
-    """A ``basic.qos`` method frame: per consumer (``global`` off: the prefetch of consumers
-    started next), or ``channel_wide`` (``global`` on: one window for every consumer on the
-    channel, which RabbitMQ applies at once)."""
-    payload = _qos_method(BASIC_CLASS, 10, 0, prefetch_count, 1 if channel_wide else 0)
+def qos_frame(channel: int, prefetch_count: int) -> bytes:
+    """A ``basic.qos`` (per consumer, not global) method frame."""
+    payload = _qos_method(BASIC_CLASS, 10, 0, prefetch_count, 0)
     return _frame_start(FRAME_METHOD, channel, len(payload)) + payload + FRAME_END
 
 
