@@ -12,7 +12,11 @@ Fetch limits map onto ``basic.qos``: a queue's consumer is started with a prefet
 to the ``limit`` of the fetch that starts it. RabbitMQ fixes a consumer's prefetch when it
 starts, so when a fetch finds a consumer whose window is full (everything it received is
 still held by the caller), the consumer is cancelled and started again with the new
-limit; in a worker, whose limit is its free slots, this does not happen in steady state.
+limit. A worker under load, whose limit is its free slots and which acknowledges in
+batches, meets this every few fetches (641-761 restarts in 20,000 tasks). A channel-wide
+``basic.qos``, which RabbitMQ applies in place, was tried and measured: no restarts, but no
+less worker CPU, 20-35 µs more of RabbitMQ's per message, and RabbitMQ 4.3 refuses it by
+default (the deprecated ``global_qos``), so per-consumer prefetch stays.
 """
 
 from __future__ import annotations
