@@ -30,7 +30,9 @@ import pytest
 from taskq import TaskQ
 from taskq.contracts import QueueSpec, TransportError
 from taskq.exceptions import ImproperlyConfigured
+from taskq_amqp.consumer import ConsumerLoop
 from taskq_amqp.transport import AmqpTransport
+from taskq_amqp.urls import parse_settings
 from taskq_testing.factories import make_envelope
 from taskq_testing.servers import free_port
 from taskq_testing.worker_processes import WorkerProcess, answers_ping, node_name
@@ -326,6 +328,31 @@ def test_no_client_certificate(proxy: _CountingProxy, tls_files: TLSFiles) -> No
         "no client certificate",
     )
     assert isinstance(error.__cause__, ssl.SSLError)
+
+
+def test_the_consuming_connection_stops_on_a_certificate_that_fails(
+    proxy: _CountingProxy, tls_files: TLSFiles
+) -> None:
+    """The consuming connection's I/O thread connects (and reconnects) by itself: a
+    certificate that fails there stops it after one attempt, and what is asked of it raises
+    the configuration error (a worker's next fetch stops the worker) instead of reconnecting
+    for ever."""
+    options = {"ssl": tls_files.broker_use_ssl(tls_files.wrong_ca)}
+    loop = ConsumerLoop(
+        parse_settings(f"amqps://localhost:{proxy.port}//", options), lambda _name: None
+    )
+    try:
+        with pytest.raises(ImproperlyConfigured) as raised:
+            loop.call(lambda: None, timeout=30)
+        assert raised.value.setting == "broker_use_ssl"
+        assert str(tls_files.wrong_ca) in str(raised.value)
+        loop._thread.join(30)  # pyright: ignore[reportPrivateUsage]
+        assert not loop._thread.is_alive()  # pyright: ignore[reportPrivateUsage]
+        with pytest.raises(ImproperlyConfigured):
+            loop.call(lambda: None, timeout=30)  # asked again: the same answer
+        assert proxy.accepted == 1
+    finally:
+        loop.close()
 
 
 def test_nothing_listening_is_still_a_transport_error(tls_files: TLSFiles) -> None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from taskq.contracts import Delivery, QueueSpec, TransportError
+from taskq.exceptions import ImproperlyConfigured
 from taskq_amqp import client, properties, topology, wire
 from taskq_amqp.backoff import Backoff
 from taskq_amqp.counting import DeliveryCounter, message_key
@@ -104,6 +105,8 @@ class ConsumerLoop:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._running = True
+        #: Why the I/O thread stopped by itself (a certificate that does not verify).
+        self._fatal: ImproperlyConfigured | None = None
         self._connection: client.Connection | None = None
         self._channel: client.Channel | None = None
         self._control: client.Channel | None = None
@@ -137,7 +140,7 @@ class ConsumerLoop:
         future: Future[T] = Future()
         with self._cond:
             if not self._running:
-                raise TransportError("the AMQP transport is closed")
+                raise self._closed_error()
             self._commands.append((function, future))
         os.write(self._wake_w, b"x")
         return future.result(timeout)
@@ -149,7 +152,7 @@ class ConsumerLoop:
         was handed over before anything asked of it later, and before it closes."""
         with self._cond:
             if not self._running:
-                raise TransportError("the AMQP transport is closed")
+                raise self._closed_error()
             wake = not self._settling
             self._settling.append((deliveries, action))
         if wake:
@@ -165,6 +168,12 @@ class ConsumerLoop:
             while settling and settling[0][1] == action:
                 deliveries.extend(settling.pop(0)[0])
             self.settle(deliveries, action)
+
+    def _closed_error(self) -> Exception:
+        """What a call into a stopped I/O thread raises (with ``_cond`` held)."""
+        if self._fatal is not None:
+            return ImproperlyConfigured(self._fatal.setting, self._fatal.problem)
+        return TransportError("the AMQP transport is closed")
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
@@ -184,6 +193,16 @@ class ConsumerLoop:
                 try:
                     self._open()
                     backoff.reset()
+                except ImproperlyConfigured as exc:
+                    # A certificate that does not verify fails every attempt the same way:
+                    # stop, and let every call (a worker's next fetch) raise it.
+                    logger.error("AMQP connection refused for good: %s", exc)
+                    self._lost()
+                    with self._cond:
+                        self._fatal = exc
+                        self._running = False
+                    self._fail_commands(exc)
+                    break
                 except Exception as exc:
                     logger.warning("AMQP connection failed (%s); retrying", exc)
                     self._lost()
