@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from taskq.exceptions import ImproperlyConfigured
+from taskq.tls import cert_reqs
 
 __all__ = ["TlsSettings", "tls_settings"]
 
@@ -45,14 +46,6 @@ MAPPING_KEYS = (
 #: The same keys in the URL's query string carry kombu's ``ssl_`` prefix.
 QUERY_PREFIX = "ssl_"
 
-_CERT_REQS = {
-    "required": ssl.CERT_REQUIRED,
-    "cert_required": ssl.CERT_REQUIRED,
-    "optional": ssl.CERT_OPTIONAL,
-    "cert_optional": ssl.CERT_OPTIONAL,
-    "none": ssl.CERT_NONE,
-    "cert_none": ssl.CERT_NONE,
-}
 #: OpenSSL's verification result for a certificate that does not hold the host's name.
 _HOSTNAME_MISMATCH = 62
 #: OpenSSL's reasons when the server refuses the certificate this client sent (or its lack).
@@ -171,27 +164,29 @@ def tls_settings(
 
 def _from_options(options: Mapping[str, object], host: str, setting: str) -> TlsSettings:
     prefix = QUERY_PREFIX if setting == BROKER_URL else ""
-    cert_reqs = _cert_reqs(options.get("cert_reqs", ssl.CERT_REQUIRED), setting, prefix)
+    verify_mode = cert_reqs(
+        options.get("cert_reqs", ssl.CERT_REQUIRED), setting, f"{prefix}cert_reqs"
+    )
     check_hostname = _bool(
-        options.get("check_hostname", cert_reqs != ssl.CERT_NONE), setting, prefix
+        options.get("check_hostname", verify_mode != ssl.CERT_NONE), setting, prefix
     )
     ca_certs = _str(options, "ca_certs", setting, prefix)
     certfile = _str(options, "certfile", setting, prefix)
     keyfile = _str(options, "keyfile", setting, prefix)
     ciphers = _str(options, "ciphers", setting, prefix)
     server_hostname = _str(options, "server_hostname", setting, prefix) or host
-    if check_hostname and cert_reqs == ssl.CERT_NONE:
+    if check_hostname and verify_mode == ssl.CERT_NONE:
         raise ImproperlyConfigured(
             setting, f"{prefix}check_hostname needs {prefix}cert_reqs other than none"
         )
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = check_hostname  # before verify_mode, which may be CERT_NONE
-    context.verify_mode = cert_reqs
+    context.verify_mode = verify_mode
     try:
         if ca_certs is not None:
             context.load_verify_locations(ca_certs)
-        elif cert_reqs != ssl.CERT_NONE:
+        elif verify_mode != ssl.CERT_NONE:
             context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     except OSError as exc:  # ssl.SSLError included: a file that holds no certificate
         raise ImproperlyConfigured(
@@ -214,22 +209,6 @@ def _from_options(options: Mapping[str, object], host: str, setting: str) -> Tls
             raise ImproperlyConfigured(setting, f"{prefix}ciphers {ciphers!r}: {exc}") from exc
     ca = f"the CA file {ca_certs}" if ca_certs is not None else _SYSTEM_CAS
     return TlsSettings(context, server_hostname, setting, ca, certfile)
-
-
-def _cert_reqs(value: object, setting: str, prefix: str) -> ssl.VerifyMode:
-    if isinstance(value, ssl.VerifyMode):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return ssl.VerifyMode(value)
-        except ValueError:
-            pass
-    if isinstance(value, str) and value.strip().lower() in _CERT_REQS:
-        return _CERT_REQS[value.strip().lower()]
-    raise ImproperlyConfigured(
-        setting,
-        f"{prefix}cert_reqs must be required, optional or none (or ssl.CERT_*), got {value!r}",
-    )
 
 
 def _bool(value: object, setting: str, prefix: str) -> bool:

@@ -56,6 +56,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from taskq.exceptions import ImproperlyConfigured
+from taskq.tls import cert_reqs
 from taskq.urls import mask_url
 from taskq_redis.options import read_bool, read_int, read_mapping, read_seconds, read_str
 
@@ -99,15 +100,6 @@ _CONNECTION_KEYS = (
 )
 #: What a URL's query string may hold; anything else is a typo worth failing on.
 _QUERY_KEYS = frozenset({*_TLS_KEYS, *_CONNECTION_KEYS, "db", "virtual_host"})
-_CERT_REQS = {
-    "required": ssl.CERT_REQUIRED,
-    "cert_required": ssl.CERT_REQUIRED,
-    "optional": ssl.CERT_OPTIONAL,
-    "cert_optional": ssl.CERT_OPTIONAL,
-    "none": ssl.CERT_NONE,
-    "cert_none": ssl.CERT_NONE,
-}
-
 Kind = Literal["tcp", "unix", "sentinel"]
 
 
@@ -412,7 +404,7 @@ def _tls_kwargs(
         return None
     source = url_setting if url_tls else options_setting
     kwargs: dict[str, Any] = {}
-    reqs = _cert_reqs(settings.get("ssl_cert_reqs", "required"), source)
+    reqs = cert_reqs(settings.get("ssl_cert_reqs", "required"), source, "ssl_cert_reqs")
     kwargs["ssl_cert_reqs"] = reqs
     check_default = reqs != ssl.CERT_NONE
     kwargs["ssl_check_hostname"] = read_bool(settings, "ssl_check_hostname", check_default, source)
@@ -421,22 +413,6 @@ def _tls_kwargs(
         if value is not None:
             kwargs[key] = value
     return kwargs
-
-
-def _cert_reqs(value: object, setting: str) -> ssl.VerifyMode:
-    if isinstance(value, ssl.VerifyMode):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return ssl.VerifyMode(value)
-        except ValueError:
-            pass
-    if isinstance(value, str) and value.strip().lower() in _CERT_REQS:
-        return _CERT_REQS[value.strip().lower()]
-    raise ImproperlyConfigured(
-        setting,
-        f"ssl_cert_reqs must be required, optional or none (or ssl.CERT_*), got {value!r}",
-    )
 
 
 def _sentinel_client(
