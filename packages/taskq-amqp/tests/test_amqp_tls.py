@@ -19,7 +19,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,12 @@ from taskq_amqp.transport import AmqpTransport
 from taskq_amqp.urls import parse_settings
 from taskq_testing.factories import make_envelope
 from taskq_testing.servers import free_port
+from taskq_testing.tls import CountingProxy, TLSFiles
 from taskq_testing.worker_processes import WorkerProcess, answers_ping, node_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tls_rabbitmq import TLSFiles, TlsRabbit, tls_files, tls_rabbit
+from tls_rabbitmq import TlsRabbit, tls_files, tls_rabbit
 
 __all__ = ["tls_files", "tls_rabbit"]  # the fixtures, found by pytest in this module
 
@@ -172,57 +172,15 @@ def _worker_env(directory: Path) -> dict[str, str]:
 # -- certificates that fail ----------------------------------------------------------------------
 
 
-class _CountingProxy:
-    """Forwards each connection to the node's TLS port, counting them: how often a client
-    tried (a failed handshake leaves no trace a test can read in RabbitMQ)."""
-
-    def __init__(self, port: int) -> None:
-        self._target = port
-        self._socket = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._socket.getsockname()[1]
-        self.accepted = 0
-        self._open: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self._socket.accept()
-            except OSError:  # shut down by close()
-                return
-            self.accepted += 1
-            server = socket.create_connection(("127.0.0.1", self._target))
-            self._open += (client, server)
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
-
-    def close(self) -> None:
-        self._socket.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() does not
-        self._thread.join()
-        self._socket.close()
-        for connection in self._open:
-            connection.close()
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-        sink.shutdown(socket.SHUT_WR)
-    except OSError:  # the other side, or close(), ended the connection
-        pass
-
-
 @pytest.fixture
-def proxy(tls_rabbit: TlsRabbit) -> Iterator[_CountingProxy]:
-    proxy = _CountingProxy(tls_rabbit.port)
+def proxy(tls_rabbit: TlsRabbit) -> Iterator[CountingProxy]:
+    proxy = CountingProxy(tls_rabbit.port)
     yield proxy
     proxy.close()
 
 
 def _fails_at_once(
-    url: str, options: dict[str, Any], proxy: _CountingProxy, setting: str, *names: str
+    url: str, options: dict[str, Any], proxy: CountingProxy, setting: str, *names: str
 ) -> ImproperlyConfigured:
     """Connecting raises ImproperlyConfigured naming ``setting`` and ``names``, after one
     connection attempt (the default publish_retry_timeout, 60 s of reconnecting, is not
@@ -242,7 +200,7 @@ def _fails_at_once(
     return error
 
 
-def test_the_wrong_ca_in_broker_use_ssl(proxy: _CountingProxy, tls_files: TLSFiles) -> None:
+def test_the_wrong_ca_in_broker_use_ssl(proxy: CountingProxy, tls_files: TLSFiles) -> None:
     options = {"ssl": tls_files.broker_use_ssl(tls_files.wrong_ca)}
     error = _fails_at_once(
         f"amqps://localhost:{proxy.port}//",
@@ -255,7 +213,7 @@ def test_the_wrong_ca_in_broker_use_ssl(proxy: _CountingProxy, tls_files: TLSFil
     assert isinstance(error.__cause__, ssl.SSLCertVerificationError)
 
 
-def test_the_wrong_ca_in_the_query_string(proxy: _CountingProxy, tls_files: TLSFiles) -> None:
+def test_the_wrong_ca_in_the_query_string(proxy: CountingProxy, tls_files: TLSFiles) -> None:
     query = _query(
         ssl_ca_certs=tls_files.wrong_ca,
         ssl_certfile=tls_files.client_cert,
@@ -272,7 +230,7 @@ def test_the_wrong_ca_in_the_query_string(proxy: _CountingProxy, tls_files: TLSF
     assert "ssl_ca_certs" in str(error)
 
 
-def test_the_wrong_ca_in_an_ssl_context(proxy: _CountingProxy, tls_files: TLSFiles) -> None:
+def test_the_wrong_ca_in_an_ssl_context(proxy: CountingProxy, tls_files: TLSFiles) -> None:
     context = ssl.create_default_context(cafile=str(tls_files.wrong_ca))
     context.load_cert_chain(tls_files.client_cert, tls_files.client_key)
     _fails_at_once(
@@ -286,7 +244,7 @@ def test_the_wrong_ca_in_an_ssl_context(proxy: _CountingProxy, tls_files: TLSFil
 
 
 def test_amqps_without_a_ca_checks_the_system_cas(
-    proxy: _CountingProxy, tls_files: TLSFiles
+    proxy: CountingProxy, tls_files: TLSFiles
 ) -> None:
     """``amqps://`` alone (Celery's ``broker_use_ssl = True``) verifies against the system's
     CAs, which did not sign this node's certificate."""
@@ -301,7 +259,7 @@ def test_amqps_without_a_ca_checks_the_system_cas(
 
 
 def test_a_hostname_the_certificate_does_not_hold(
-    proxy: _CountingProxy, tls_files: TLSFiles
+    proxy: CountingProxy, tls_files: TLSFiles
 ) -> None:
     name = _other_name_of_localhost()
     error = _fails_at_once(
@@ -315,7 +273,7 @@ def test_a_hostname_the_certificate_does_not_hold(
     assert "server_hostname" in str(error)
 
 
-def test_no_client_certificate(proxy: _CountingProxy, tls_files: TLSFiles) -> None:
+def test_no_client_certificate(proxy: CountingProxy, tls_files: TLSFiles) -> None:
     """The node asks every client for a certificate: without one, it refuses the handshake
     (TLS 1.3 says so after the client's side of it is done, on the first read)."""
     options = {"ssl": {"ca_certs": str(tls_files.ca)}}
@@ -331,7 +289,7 @@ def test_no_client_certificate(proxy: _CountingProxy, tls_files: TLSFiles) -> No
 
 
 def test_the_consuming_connection_stops_on_a_certificate_that_fails(
-    proxy: _CountingProxy, tls_files: TLSFiles
+    proxy: CountingProxy, tls_files: TLSFiles
 ) -> None:
     """The consuming connection's I/O thread connects (and reconnects) by itself: a
     certificate that fails there stops it after one attempt, and what is asked of it raises

@@ -1,9 +1,9 @@
 """taskq-redis over TLS against real servers: ``rediss://`` and a Sentinel that speaks TLS.
 
 A throwaway CA and a server certificate (for ``localhost`` and ``127.0.0.1``) are made with the
-``openssl`` command once per session, as an operator would make them; a second, unrelated CA
-plays the wrong one. A private redis-server listens only on a TLS port (``--port 0``), and a
-Sentinel, also TLS-only, watches it as ``mymaster`` over TLS (``tls-replication yes``). The
+``openssl`` command once per session (``taskq_testing.tls``), as an operator would make them; a
+second, unrelated CA plays the wrong one. A private redis-server listens only on a TLS port
+(``--port 0``), and a Sentinel, also TLS-only, watches it as ``mymaster`` over TLS (``tls-replication yes``). The
 servers do not ask for client certificates (``tls-auth-clients no``): what is proven here is
 that taskq verifies the server, through its own URL and option grammar.
 
@@ -24,7 +24,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -41,7 +40,8 @@ from taskq_redis.connection import client_from_url
 from taskq_redis.transport import RedisTransport
 from taskq_testing.factories import make_meta
 from taskq_testing.plugin import server_missing
-from taskq_testing.servers import ServerProcess, binary_or_none, free_port
+from taskq_testing.servers import ServerProcess, free_port
+from taskq_testing.tls import CountingProxy, TLSFiles, make_tls_files
 from taskq_testing.waiting import wait_until
 
 MASTER_NAME = "mymaster"
@@ -50,61 +50,9 @@ MASTER_NAME = "mymaster"
 # -- certificates and servers ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TLSFiles:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    #: A CA that signed nothing the servers present.
-    wrong_ca: Path
-
-
-def _openssl(binary: str, directory: Path, *args: str) -> None:
-    done = subprocess.run(
-        [binary, *args], cwd=directory, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{done.stderr}")
-
-
-def _make_ca(binary: str, directory: Path, name: str) -> Path:
-    _openssl(
-        binary, directory,
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    )  # fmt: skip
-    return directory / f"{name}.pem"
-
-
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    binary = binary_or_none("openssl", "/usr/bin", "/usr/local/bin")
-    if binary is None:
-        server_missing("openssl", "the binary is not installed (apt-get install openssl)")
-    directory = tmp_path_factory.mktemp("tls")
-    ca = _make_ca(binary, directory, "ca")
-    wrong_ca = _make_ca(binary, directory, "wrong-ca")
-    (directory / "server.ext").write_text(
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-        "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature\n"
-        "extendedKeyUsage=serverAuth,clientAuth\n"
-        "subjectKeyIdentifier=hash\n"
-        "authorityKeyIdentifier=keyid\n"
-    )
-    _openssl(
-        binary, directory,
-        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost",
-    )  # fmt: skip
-    _openssl(
-        binary, directory,
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.pem",
-    )  # fmt: skip
-    return TLSFiles(ca, directory / "server.pem", directory / "server.key", wrong_ca)
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 def _tls_client(port: int, files: TLSFiles) -> redis.Redis:
@@ -280,62 +228,16 @@ def _fails_at_once(call: Callable[[], object], setting: str, *names: str) -> Imp
     return error
 
 
-class _CountingProxy:
-    """Forwards each connection to a server's port, counting them: how often a client tried
-    (a failed TLS handshake leaves no trace in the server's own counters). With ``hold``, a
-    connection is counted at once but forwarded only once ``hold`` is set."""
-
-    def __init__(self, port: int, hold: threading.Event | None = None) -> None:
-        self._target = port
-        self._hold = hold
-        self._socket = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._socket.getsockname()[1]
-        self.accepted = 0
-        self._open: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self._socket.accept()
-            except OSError:  # shut down by close()
-                return
-            self.accepted += 1
-            if self._hold is not None:
-                self._hold.wait()
-            server = socket.create_connection(("127.0.0.1", self._target))
-            self._open += (client, server)
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
-
-    def close(self) -> None:
-        self._socket.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() does not
-        self._thread.join()
-        self._socket.close()
-        for connection in self._open:
-            connection.close()
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-        sink.shutdown(socket.SHUT_WR)
-    except OSError:  # the other side, or close(), ended the connection
-        pass
-
-
 @pytest.fixture
-def master_proxy(tls_master: int) -> Iterator[_CountingProxy]:
-    proxy = _CountingProxy(tls_master)
+def master_proxy(tls_master: int) -> Iterator[CountingProxy]:
+    proxy = CountingProxy(tls_master)
     yield proxy
     proxy.close()
 
 
 @pytest.fixture
-def sentinel_proxy(tls_sentinel: int) -> Iterator[_CountingProxy]:
-    proxy = _CountingProxy(tls_sentinel)
+def sentinel_proxy(tls_sentinel: int) -> Iterator[CountingProxy]:
+    proxy = CountingProxy(tls_sentinel)
     yield proxy
     proxy.close()
 
@@ -346,7 +248,7 @@ _UNKNOWN_CA = "self-signed certificate in certificate chain"
 
 
 def test_rediss_with_the_wrong_ca_in_the_url(
-    master_proxy: _CountingProxy, tls_files: TLSFiles
+    master_proxy: CountingProxy, tls_files: TLSFiles
 ) -> None:
     """The CA named in the URL's query string: the transport names ``broker_url``, the backend
     ``result_backend``, each with the CA file, once."""
@@ -368,7 +270,7 @@ def test_rediss_with_the_wrong_ca_in_the_url(
 
 
 def test_sentinel_with_the_wrong_ca_for_the_master_in_the_url(
-    sentinel_proxy: _CountingProxy, tls_files: TLSFiles
+    sentinel_proxy: CountingProxy, tls_files: TLSFiles
 ) -> None:
     """A ``sentinel://`` URL's query string holds the master's TLS options: the URL's setting
     and the CA file it names."""
@@ -392,7 +294,7 @@ def test_sentinel_with_the_wrong_ca_for_the_master_in_the_url(
 
 @pytest.mark.parametrize("key", ["ssl", "broker_use_ssl"])
 def test_rediss_with_the_wrong_ca_in_the_broker_options(
-    key: str, master_proxy: _CountingProxy, tls_files: TLSFiles
+    key: str, master_proxy: CountingProxy, tls_files: TLSFiles
 ) -> None:
     options = {key: {"ssl_cert_reqs": "required", "ssl_ca_certs": str(tls_files.wrong_ca)}}
     transport = RedisTransport(f"rediss://127.0.0.1:{master_proxy.port}/0", options)
@@ -408,7 +310,7 @@ def test_rediss_with_the_wrong_ca_in_the_broker_options(
 
 @pytest.mark.parametrize("key", ["ssl", "redis_backend_use_ssl"])
 def test_the_backend_does_not_retry_the_wrong_ca(
-    key: str, master_proxy: _CountingProxy, tls_files: TLSFiles
+    key: str, master_proxy: CountingProxy, tls_files: TLSFiles
 ) -> None:
     """The default retry_policy (20 retries, a second apart) is not spent on a certificate:
     the first failed handshake is the answer, for a write as for a read."""
@@ -429,7 +331,7 @@ def test_the_backend_does_not_retry_the_wrong_ca(
 
 @pytest.mark.parametrize("where", ["url", "redis_backend_use_ssl"])
 def test_get_does_not_retry_the_wrong_ca(
-    where: str, master_proxy: _CountingProxy, tls_files: TLSFiles
+    where: str, master_proxy: CountingProxy, tls_files: TLSFiles
 ) -> None:
     """``result.get()`` waits for one task on the backend's pub/sub connection, which it opens
     itself: its handshake fails the same way, once, rather than reconnecting until the
@@ -462,7 +364,7 @@ def test_every_waiting_thread_gets_the_certificate_error(
     """Threads waiting on one backend share its pub/sub connection, and one of them connects:
     the others, asleep meanwhile, raise the same error, and nobody connects again."""
     hold = threading.Event()
-    proxy = _CountingProxy(tls_master, hold)
+    proxy = CountingProxy(tls_master, hold)
     options = {"redis_backend_use_ssl": {"ssl_ca_certs": str(tls_files.wrong_ca)}}
     backend = RedisBackend(
         f"rediss://127.0.0.1:{proxy.port}/0", BackendOptions(transport_options=options)
@@ -500,7 +402,7 @@ def test_every_waiting_thread_gets_the_certificate_error(
 
 
 def test_a_hostname_the_certificate_does_not_hold(
-    master_proxy: _CountingProxy, tls_files: TLSFiles
+    master_proxy: CountingProxy, tls_files: TLSFiles
 ) -> None:
     """The right CA, but the name connected to is not among the certificate's."""
     name = _other_name_of_localhost()
@@ -527,7 +429,7 @@ def _other_name_of_localhost() -> str:
 
 
 def test_sentinel_with_the_wrong_ca_for_the_master(
-    sentinel_proxy: _CountingProxy, tls_files: TLSFiles
+    sentinel_proxy: CountingProxy, tls_files: TLSFiles
 ) -> None:
     """The Sentinel answers; the master it names does not verify. (The master's address comes
     from the Sentinel, so its connections are not counted here; the Sentinel is asked once.)"""
@@ -549,7 +451,7 @@ def test_sentinel_with_the_wrong_ca_for_the_master(
 
 
 def test_sentinel_with_the_wrong_ca_for_the_sentinels(
-    sentinel_proxy: _CountingProxy, tls_files: TLSFiles
+    sentinel_proxy: CountingProxy, tls_files: TLSFiles
 ) -> None:
     """redis-py's Sentinel keeps only the type of each Sentinel's error ("No master found");
     the transport asks the Sentinel once more to tell the certificate from a Sentinel that is
@@ -572,7 +474,7 @@ def test_sentinel_with_the_wrong_ca_for_the_sentinels(
 
 @pytest.mark.parametrize("call", ["get", "store"])
 def test_the_backend_does_not_retry_the_wrong_ca_for_the_sentinels(
-    call: str, sentinel_proxy: _CountingProxy, tls_files: TLSFiles
+    call: str, sentinel_proxy: CountingProxy, tls_files: TLSFiles
 ) -> None:
     """The backend, like the transport, asks the Sentinel once more why it found no master,
     and raises at once, for a read as for a write: not after its retry_policy's 20 retries."""
