@@ -3,9 +3,10 @@
 A throwaway CA and a server certificate (for ``localhost`` and ``127.0.0.1``) are made with the
 ``openssl`` command once per session (``taskq_testing.tls``), as an operator would make them; a
 second, unrelated CA plays the wrong one. A private redis-server listens only on a TLS port
-(``--port 0``), and a Sentinel, also TLS-only, watches it as ``mymaster`` over TLS (``tls-replication yes``). The
-servers do not ask for client certificates (``tls-auth-clients no``): what is proven here is
-that taskq verifies the server, through its own URL and option grammar.
+(``--port 0``), and a Sentinel, also TLS-only, watches it as ``mymaster`` over TLS
+(``tls-replication yes``). The servers do not ask for client certificates (``tls-auth-clients
+no``): what is proven here is that taskq verifies the server, through its own URL and option
+grammar.
 
 The round trips publish, fetch and ack a message through the transport and store, read and
 wait for a result through the backend (isolated from each other by unique names). With the
