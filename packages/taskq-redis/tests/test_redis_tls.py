@@ -229,6 +229,30 @@ def _fails_at_once(call: Callable[[], object], setting: str, *names: str) -> Imp
     return error
 
 
+def _both_fail_at_once(
+    url: str,
+    options: dict[str, Any],
+    proxy: CountingProxy,
+    settings: tuple[str, str],
+    *names: str,
+) -> None:
+    """The transport's connect, then the backend's first read, each raise ImproperlyConfigured
+    naming its setting (``settings``: the transport's, the backend's) and ``names``, after one
+    connection through ``proxy`` each."""
+    transport = RedisTransport(url, options)
+    try:
+        _fails_at_once(transport.connect, settings[0], *names)
+    finally:
+        transport.close()
+    assert proxy.accepted == 1
+    backend = RedisBackend(url, BackendOptions(transport_options=options))
+    try:
+        _fails_at_once(lambda: backend.get("no-such-task"), settings[1], *names)
+    finally:
+        backend.close()
+    assert proxy.accepted == 2
+
+
 @pytest.fixture
 def master_proxy(tls_master: int) -> Iterator[CountingProxy]:
     proxy = CountingProxy(tls_master)
@@ -255,19 +279,8 @@ def test_rediss_with_the_wrong_ca_in_the_url(
     ``result_backend``, each with the CA file, once."""
     query = _query(ssl_cert_reqs="required", ssl_ca_certs=tls_files.wrong_ca)
     url = f"rediss://localhost:{master_proxy.port}/0?{query}"
-    expected = (str(tls_files.wrong_ca), _UNKNOWN_CA)
-    transport = RedisTransport(url, {})
-    try:
-        _fails_at_once(transport.connect, "broker_url", *expected)
-    finally:
-        transport.close()
-    assert master_proxy.accepted == 1
-    backend = RedisBackend(url, BackendOptions())
-    try:
-        _fails_at_once(lambda: backend.get("no-such-task"), "result_backend", *expected)
-    finally:
-        backend.close()
-    assert master_proxy.accepted == 2
+    settings = ("broker_url", "result_backend")
+    _both_fail_at_once(url, {}, master_proxy, settings, str(tls_files.wrong_ca), _UNKNOWN_CA)
 
 
 def test_sentinel_with_the_wrong_ca_for_the_master_in_the_url(
@@ -279,18 +292,9 @@ def test_sentinel_with_the_wrong_ca_for_the_master_in_the_url(
     url = f"sentinel://127.0.0.1:{sentinel_proxy.port}?{query}"
     options = _sentinel_options(tls_files.ca, tls_files.ca)
     del options["ssl"]  # the master's TLS options are the URL's alone
-    expected = (str(tls_files.wrong_ca), _UNKNOWN_CA)
-    transport = RedisTransport(url, options)
-    try:
-        _fails_at_once(transport.connect, "broker_url", *expected)
-    finally:
-        transport.close()
-    backend = RedisBackend(url, BackendOptions(transport_options=options))
-    try:
-        _fails_at_once(lambda: backend.get("no-such-task"), "result_backend", *expected)
-    finally:
-        backend.close()
-    assert sentinel_proxy.accepted == 2  # once each: the Sentinel verified, the master did not
+    # Once each at the Sentinel, which verified; the master did not.
+    settings = ("broker_url", "result_backend")
+    _both_fail_at_once(url, options, sentinel_proxy, settings, str(tls_files.wrong_ca), _UNKNOWN_CA)
 
 
 @pytest.mark.parametrize("key", ["ssl", "broker_use_ssl"])
@@ -436,19 +440,8 @@ def test_sentinel_with_the_wrong_ca_for_the_master(
     from the Sentinel, so its connections are not counted here; the Sentinel is asked once.)"""
     url = f"sentinel://127.0.0.1:{sentinel_proxy.port}"
     options = _sentinel_options(tls_files.ca, tls_files.wrong_ca)
-    expected = (str(tls_files.wrong_ca), _UNKNOWN_CA)
-    transport = RedisTransport(url, options)
-    try:
-        _fails_at_once(transport.connect, "broker_use_ssl", *expected)
-    finally:
-        transport.close()
-    assert sentinel_proxy.accepted == 1
-    backend = RedisBackend(url, BackendOptions(transport_options=options))
-    try:
-        _fails_at_once(lambda: backend.get("no-such-task"), "redis_backend_use_ssl", *expected)
-    finally:
-        backend.close()
-    assert sentinel_proxy.accepted == 2
+    settings = ("broker_use_ssl", "redis_backend_use_ssl")
+    _both_fail_at_once(url, options, sentinel_proxy, settings, str(tls_files.wrong_ca), _UNKNOWN_CA)
 
 
 def test_sentinel_with_the_wrong_ca_for_the_sentinels(
