@@ -74,14 +74,8 @@ def _own_seconds(server_pids: Sequence[int]) -> float:
     # This process and its reaped children: a worker stopped and waited for brings its pool
     # children's time along (each parent waits for its own).
     mine = os.times()
-    total = mine.user + mine.system + mine.children_user + mine.children_system
-    for pid in server_pids:
-        try:
-            times = psutil.Process(pid).cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
+    own = mine.user + mine.system + mine.children_user + mine.children_system
+    return own + cpu_seconds(server_pids)
 
 
 def cpu_seconds(pids: Sequence[int], *, descendants: bool = False) -> float:
