@@ -1,9 +1,11 @@
 """DirectConnection, the hot paths' single commands: replies and errors as redis-py gives
-them, a connection the server closed replaced before the command goes out, the health-check
-PING after an idle spell, threads sharing it, and a forked child using a connection of its own."""
+them, a connection the server closed replaced (with a warning) before the command goes out,
+the health-check PING after an idle spell, threads sharing it, and a forked child using a
+connection of its own."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -74,15 +76,21 @@ def test_an_error_reply_raises_and_leaves_the_connection_usable(
 
 
 def test_a_connection_the_server_closed_is_replaced_before_the_command(
-    redis_server: Any,
+    redis_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = client_from_url(redis_server.url, {})
     direct = DirectConnection(client)
     admin = redis.Redis.from_url(redis_server.url)
     try:
-        first = direct.execute("CLIENT", "ID")
-        admin.client_kill_filter(_id=first)
-        assert direct.execute("INCR", "counter") == 1  # sent once, on a new connection
+        with caplog.at_level(logging.WARNING, logger="taskq_redis.connection"):
+            first = direct.execute("CLIENT", "ID")
+            assert not caplog.records  # the first connect is no news
+            admin.client_kill_filter(_id=first)
+            assert direct.execute("INCR", "counter") == 1  # sent once, on a new connection
+        # The only sign of a restart between two commands, for whoever reads the log.
+        assert [r.getMessage() for r in caplog.records] == [
+            "Redis closed the connection; connecting again"
+        ]
         assert direct.execute("CLIENT", "ID") != first
         assert admin.get("counter") == b"1"
     finally:

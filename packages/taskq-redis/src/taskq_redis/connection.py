@@ -35,6 +35,7 @@ its own, made from the same settings.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import socket
@@ -59,6 +60,8 @@ from taskq.exceptions import ImproperlyConfigured
 from taskq.tls import cert_reqs
 from taskq.urls import mask_url
 from taskq_redis.options import read_bool, read_int, read_mapping, read_seconds, read_str
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "BROKER_URL",
@@ -501,8 +504,9 @@ class DirectConnection:
     ``sendall`` and its reply is read with hiredis straight from the socket.
 
     What the pool's checks protect against still holds: a connection the server closed or that
-    has unread bytes (a ``poll()`` before each command, one syscall) and one idle for longer
-    than ``health_check_interval`` (a ``PING`` first) is replaced before the command is sent;
+    has unread bytes (a ``poll()`` before each command, one syscall; logged as a warning) and
+    one idle for longer than ``health_check_interval`` (a ``PING`` first) is replaced before
+    the command is sent;
     any error during a command drops the connection, so no half-read reply is ever mistaken for
     the next one's; attempts follow the connection's retry policy, each failed one dropping the
     connection so the next connects afresh. A thread that finds the connection in use by
@@ -547,9 +551,13 @@ class DirectConnection:
 
     def _attempt(self, command: bytes) -> Any:
         sock = self._sock
-        if sock is None or self._poller.poll(0):
-            # Closed by the server (or holding bytes nobody asked for): start afresh.
+        if sock is not None and self._poller.poll(0):
+            # Closed by the server (or holding bytes nobody asked for): start afresh. Said
+            # aloud, since a restart of Redis between two commands shows nowhere else.
+            logger.warning("Redis closed the connection; connecting again")
             self._drop()
+            sock = None
+        if sock is None:
             sock = self._connect()
         idle = self._interval and time.monotonic() > self._check_after
         if idle and self._exchange(sock, _PING) != b"PONG":
