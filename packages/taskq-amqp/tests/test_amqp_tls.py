@@ -360,6 +360,13 @@ def test_the_worker_stops_at_start_naming_the_setting(
         ("amqps://h//", {"ssl": {"cert_reqs": "sometimes"}}, "broker_use_ssl", ["cert_reqs"]),
         ("amqps://h//", {"ssl": {"keyfile": "k.pem"}}, "broker_use_ssl", ["certfile"]),
         ("amqps://h//", {"ssl": "yes"}, "broker_use_ssl", ["mapping"]),
+        ("amqp://h//?ssl=maybe", {}, "broker_url", ["ssl must be true or false"]),
+        (
+            "amqps://h//?ssl_check_hostname=sometimes",
+            {},
+            "broker_url",
+            ["ssl_check_hostname must be true or false"],
+        ),
         (
             "amqps://h//?ssl_ca_certs=x",
             {"ssl": ssl.create_default_context()},
@@ -385,6 +392,8 @@ def test_bad_tls_settings_fail_when_the_transport_is_built(
         ("amqp://h//", {"ssl": False}, False),
         ("amqp://h//", {"ssl": True}, True),
         ("amqp://h//?ssl=true", {}, True),
+        ("amqp://h//?ssl=on", {}, True),
+        ("amqp://h//?ssl=no", {}, False),
         ("amqp://h//", {"ssl": {"cert_reqs": "none"}}, True),
         ("amqps://h//", {}, True),
     ],

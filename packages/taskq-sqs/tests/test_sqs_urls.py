@@ -28,6 +28,9 @@ def test_sqs_url_credentials_are_unquoted() -> None:
     [
         ("sqs://k:s@127.0.0.1:4566", {}, "http://127.0.0.1:4566"),
         ("sqs://k:s@sqs.local", {"is_secure": True}, "https://sqs.local"),
+        ("sqs://k:s@sqs.local", {"is_secure": "on"}, "https://sqs.local"),
+        ("sqs://k:s@sqs.local", {"is_secure": "off"}, "http://sqs.local"),
+        ("sqs://k:s@sqs.local", {"is_secure": 1}, "https://sqs.local"),
         ("sqs://k:s@127.0.0.1:4566", {"endpoint_url": "http://other:9"}, "http://other:9"),
     ],
 )
@@ -58,6 +61,7 @@ def test_sqs_options_under_kombu_names() -> None:
     [
         {"wait_time_seconds": 21},
         {"visibility_timeout": "soon"},
+        {"is_secure": "maybe"},
         {"predefined_queues": {"q.fifo": {"url": "https://sqs/1/q"}}},
         {"max_delay_seconds": 901},
     ],

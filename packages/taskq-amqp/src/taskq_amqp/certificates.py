@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from taskq.exceptions import ImproperlyConfigured
+from taskq.options import read_bool
 from taskq.tls import cert_reqs
 
 __all__ = ["TlsSettings", "tls_settings"]
@@ -167,8 +168,10 @@ def _from_options(options: Mapping[str, object], host: str, setting: str) -> Tls
     verify_mode = cert_reqs(
         options.get("cert_reqs", ssl.CERT_REQUIRED), setting, f"{prefix}cert_reqs"
     )
-    check_hostname = _bool(
-        options.get("check_hostname", verify_mode != ssl.CERT_NONE), setting, prefix
+    check_hostname = read_bool(
+        options.get("check_hostname", verify_mode != ssl.CERT_NONE),
+        setting=setting,
+        name=f"{prefix}check_hostname",
     )
     ca_certs = _str(options, "ca_certs", setting, prefix)
     certfile = _str(options, "certfile", setting, prefix)
@@ -209,16 +212,6 @@ def _from_options(options: Mapping[str, object], host: str, setting: str) -> Tls
             raise ImproperlyConfigured(setting, f"{prefix}ciphers {ciphers!r}: {exc}") from exc
     ca = f"the CA file {ca_certs}" if ca_certs is not None else _SYSTEM_CAS
     return TlsSettings(context, server_hostname, setting, ca, certfile)
-
-
-def _bool(value: object, setting: str, prefix: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "false", "0", "no"}:
-        return value.strip().lower() in {"true", "1", "yes"}
-    raise ImproperlyConfigured(
-        setting, f"{prefix}check_hostname must be true or false, got {value!r}"
-    )
 
 
 def _str(options: Mapping[str, object], key: str, setting: str, prefix: str) -> str | None:

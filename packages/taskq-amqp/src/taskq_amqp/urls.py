@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from taskq_amqp.certificates import TlsSettings, tls_settings
+from taskq.options import read_bool
+from taskq_amqp.certificates import BROKER_URL, TlsSettings, tls_settings
 
 __all__ = ["AmqpSettings", "parse_settings", "SCHEMES"]
 
@@ -75,7 +76,9 @@ def parse_settings(url: str, options: Mapping[str, Any]) -> AmqpSettings:
     path = unquote(parts.path[1:]) if parts.path.startswith("/") else unquote(parts.path)
     query = dict(parse_qsl(parts.query))
     host = parts.hostname or "localhost"
-    url_tls = scheme == "amqps" or query.get("ssl", "").lower() in {"1", "true", "yes"}
+    url_tls = (
+        read_bool(query.get("ssl", False), setting=BROKER_URL, name="ssl") or scheme == "amqps"
+    )
     tls = tls_settings(url_tls, query, options.get("ssl"), host)
     visibility = options.get("visibility_timeout")
     if visibility is not None and (

@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import taskq.options
 from taskq.exceptions import ImproperlyConfigured
 
 __all__ = [
@@ -23,9 +24,6 @@ __all__ = [
     "read_seconds",
     "read_str",
 ]
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def read_seconds(
@@ -69,21 +67,11 @@ def read_int(
 
 
 def read_bool(options: Mapping[str, Any], key: str, default: bool, setting: str) -> bool:
-    """``options[key]`` as a boolean (also ``"true"``/``"false"``, ``"1"``/``"0"`` as text)."""
+    """``options[key]`` as a boolean, spelled as :func:`taskq.options.read_bool` takes it."""
     value = options.get(key)
     if value is None:
         return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    raise ImproperlyConfigured(setting, f"{key} must be true or false, got {value!r}")
+    return taskq.options.read_bool(value, setting=setting, name=key)
 
 
 def read_str(options: Mapping[str, Any], key: str, default: str | None, setting: str) -> str | None:

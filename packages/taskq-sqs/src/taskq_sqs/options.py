@@ -25,6 +25,7 @@ from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from taskq.exceptions import ImproperlyConfigured
+from taskq.options import read_bool
 from taskq.transports.options import BROKER_OPTIONS
 
 __all__ = ["SqsOptions", "PredefinedQueue", "SQS_MAX_DELAY", "SQS_MAX_VISIBILITY"]
@@ -74,7 +75,10 @@ class SqsOptions:
         parts = urlsplit(url)
         if parts.scheme not in _SCHEMES:
             raise ImproperlyConfigured("broker_url", f"not an sqs:// URL: {url!r}")
-        is_secure = _bool(options, "is_secure")
+        secure = options.get("is_secure")
+        is_secure = (
+            None if secure is None else read_bool(secure, setting=BROKER_OPTIONS, name="is_secure")
+        )
         endpoint = _str(options, "endpoint_url")
         if endpoint is None and parts.hostname:
             # kombu: http unless is_secure is true, the port only when the URL has one.
@@ -116,17 +120,6 @@ def _str(options: Mapping[str, Any], key: str) -> str | None:
     if not isinstance(value, str):
         raise _fail(key, f"must be a string, got {value!r}")
     return value
-
-
-def _bool(options: Mapping[str, Any], key: str) -> bool | None:
-    value = options.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no"}:
-        return value.lower() in {"1", "true", "yes", "on"}
-    raise _fail(key, f"must be true or false, got {value!r}")
 
 
 def _number(value: object) -> float | None:
