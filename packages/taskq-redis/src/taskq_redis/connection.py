@@ -63,6 +63,10 @@ from taskq_redis.options import read_bool, read_int, read_mapping, read_seconds,
 
 logger = logging.getLogger(__name__)
 
+#: A connection found closed after this many idle seconds is logged at INFO, not WARNING: a
+#: server's idle-client ``timeout`` closes such connections, a restart any connection.
+IDLE_CLOSE = 30.0
+
 __all__ = [
     "BROKER_URL",
     "BROKER_OPTIONS",
@@ -504,7 +508,7 @@ class DirectConnection:
     ``sendall`` and its reply is read with hiredis straight from the socket.
 
     What the pool's checks protect against still holds: a connection the server closed or that
-    has unread bytes (a ``poll()`` before each command, one syscall; logged as a warning) and
+    has unread bytes (a ``poll()`` before each command, one syscall; logged) and
     one idle for longer than ``health_check_interval`` (a ``PING`` first) is replaced before
     the command is sent;
     any error during a command drops the connection, so no half-read reply is ever mistaken for
@@ -526,6 +530,8 @@ class DirectConnection:
         self._buffer = bytearray(_READ_SIZE)
         self._interval = float(pool.connection_kwargs.get("health_check_interval") or 0)
         self._check_after = 0.0
+        #: When the last reply arrived (``time.monotonic()``).
+        self._used_at = 0.0
         _direct_connections.add(self)
 
     def execute(self, *args: str | bytes | int | float) -> Any:
@@ -553,8 +559,11 @@ class DirectConnection:
         sock = self._sock
         if sock is not None and self._poller.poll(0):
             # Closed by the server (or holding bytes nobody asked for): start afresh. Said
-            # aloud, since a restart of Redis between two commands shows nowhere else.
-            logger.warning("Redis closed the connection; connecting again")
+            # aloud, since a restart of Redis between two commands shows nowhere else; quietly
+            # after a long idle spell, the likely work of Redis's ``timeout`` setting.
+            idle = time.monotonic() - self._used_at
+            level = logging.INFO if idle > IDLE_CLOSE else logging.WARNING
+            logger.log(level, "Redis closed the connection (idle %.1f s); connecting again", idle)
             self._drop()
             sock = None
         if sock is None:
@@ -588,8 +597,9 @@ class DirectConnection:
         except BaseException:
             self._drop()
             raise
+        now = self._used_at = time.monotonic()
         if self._interval:
-            self._check_after = time.monotonic() + self._interval
+            self._check_after = now + self._interval
         if isinstance(reply, hiredis.ReplyError):
             message = str(reply)
             code, _, rest = message.partition(" ")
