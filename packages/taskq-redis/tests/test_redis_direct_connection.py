@@ -15,7 +15,8 @@ import pytest
 import redis
 from redis.exceptions import NoScriptError
 
-from taskq_redis.connection import IDLE_CLOSE, DirectConnection, client_from_url
+from taskq_redis.connection import client_from_url
+from taskq_redis.direct import IDLE_CLOSE, DirectConnection
 from taskq_testing.concurrency import run_in_threads
 
 
@@ -82,7 +83,7 @@ def test_a_connection_the_server_closed_is_replaced_before_the_command(
     direct = DirectConnection(client)
     admin = redis.Redis.from_url(redis_server.url)
     try:
-        with caplog.at_level(logging.WARNING, logger="taskq_redis.connection"):
+        with caplog.at_level(logging.WARNING, logger="taskq_redis.direct"):
             first = direct.execute("CLIENT", "ID")
             assert not caplog.records  # the first connect is no news
             admin.client_kill_filter(_id=first)
@@ -96,7 +97,7 @@ def test_a_connection_the_server_closed_is_replaced_before_the_command(
         second = direct.execute("CLIENT", "ID")
         admin.client_kill_filter(_id=second)
         direct._used_at -= IDLE_CLOSE + 1  # pyright: ignore[reportPrivateUsage]
-        with caplog.at_level(logging.INFO, logger="taskq_redis.connection"):
+        with caplog.at_level(logging.INFO, logger="taskq_redis.direct"):
             assert direct.execute("INCR", "counter") == 2
         [record] = caplog.records
         assert record.levelno == logging.INFO

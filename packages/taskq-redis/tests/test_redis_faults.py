@@ -21,7 +21,9 @@ import redis
 from celery import Celery
 
 from taskq import TaskQ
-from taskq.contracts import TransportError
+from taskq.canvas import Signature
+from taskq.contracts import DEAD_LETTER_REASON_HEADER, TransportError
+from taskq_protocol import Envelope
 from taskq_testing.waiting import wait_until
 from taskq_testing.worker_processes import InteropApps, StartedWorkers, WorkerProcess, answers_ping
 
@@ -125,6 +127,42 @@ def test_redis_restart_under_load_loses_no_task_and_the_worker_resumes(
         signs = ("Broker error", "Could not acknowledge", "Redis closed the connection")
         assert any(sign in output for sign in signs), "the worker never saw Redis go away"
 
+    finally:
+        app.close()
+        probe.close()
+
+
+# -- a follow-up Redis refuses ------------------------------------------------------------------
+
+
+def test_a_follow_up_redis_refuses_sends_its_message_to_the_dead_letters(
+    redis_server: Any, start_worker: StartWorker, unique_name: str
+) -> None:
+    """A chain's next step, published without waiting for Redis's reply (the default), is
+    refused (its queue's key holds a string). The worker waits for the replies to what the
+    task published before settling its message, so it is not acked as if all went well: it
+    goes to ``<queue>.dlq`` with the reason."""
+    queue, broken = f"{unique_name}-q", f"{unique_name}-broken"
+    worker = start_worker(redis_server.url, {}, [queue], concurrency=1)
+    app = _client(redis_server.url)
+    probe = _probe(redis_server.url)
+
+    def add(*args: int, on: str) -> Signature[Any, Any]:
+        return Signature("interop.add", args, options={"queue": on}, app=app)
+
+    try:
+        _ready(app, worker)
+        # The worker's first publish of the script on its connection waits for the reply;
+        # this chain makes it, so the next chain's step is sent without waiting.
+        assert (add(1, 2, on=queue) | add(3, on=queue)).apply_async().get(timeout=TIMEOUT) == 6
+        probe.set(broken, "not a list")
+        (add(1, 2, on=queue) | add(3, on=broken)).apply_async()
+        wait_until(lambda: probe.llen(f"{queue}.dlq") == 1, TIMEOUT, message=worker.tail())
+        [raw] = probe.lrange(f"{queue}.dlq", 0, -1)
+        reason = str(Envelope.decode(raw).headers[DEAD_LETTER_REASON_HEADER])
+        assert "WRONGTYPE" in reason, reason
+        assert probe.hlen("unacked") == 0
+        assert worker.alive(), worker.tail()
     finally:
         app.close()
         probe.close()

@@ -161,11 +161,13 @@ def test_an_empty_wake_up_only_costs_a_round_trip(
     assert [task_id_of(d) for d in fetch.join()] == [task_id_of(envelope)]
 
 
+@pytest.mark.parametrize("confirm_publish", [False, True], ids=["posted", "confirmed"])
 def test_a_single_publish_survives_a_flushed_script_cache_and_a_dropped_connection(
-    redis_server: Any,
+    redis_server: Any, confirm_publish: bool
 ) -> None:
-    """The direct publish path loads its script again on NOSCRIPT and reconnects."""
-    transport = RedisTransport(redis_server.url, {})
+    """The direct publish path loads its script again on NOSCRIPT and reconnects, whether it
+    waits for each reply or reads them later (``flush``)."""
+    transport = RedisTransport(redis_server.url, {"confirm_publish": confirm_publish})
     transport.connect()
     admin = redis.Redis.from_url(redis_server.url)
     try:
@@ -175,6 +177,7 @@ def test_a_single_publish_survives_a_flushed_script_cache_and_a_dropped_connecti
         transport.publish("q", envelopes[1])
         admin.client_kill_filter(_type="normal", skipme=True)
         transport.publish("q", envelopes[2])
+        transport.flush()
         queued = admin.lrange("q", 0, -1)
         assert queued == [e.encode() for e in reversed(envelopes)]
         taken = transport.fetch(["q"], 3, 5)

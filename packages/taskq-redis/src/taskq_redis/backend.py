@@ -54,7 +54,8 @@ from taskq_redis.backend_keys import ResultKeys
 from taskq_redis.backend_retry import RetryPolicy
 from taskq_redis.certificates import CertificateSettings
 from taskq_redis.chords import ChordCounter, chord_expiry
-from taskq_redis.connection import DirectConnection, client_from_url
+from taskq_redis.connection import client_from_url
+from taskq_redis.direct import DirectConnection
 from taskq_redis.options import read_bool, read_seconds, read_str
 from taskq_redis.results_subscriber import ResultSubscriber
 from taskq_redis.results_writer import ResultWriter, expiry_arguments

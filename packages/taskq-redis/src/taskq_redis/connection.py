@@ -28,31 +28,21 @@ Every client is bytes-in, bytes-out (``decode_responses=False``) over a blocking
 that threads share: a thread that finds every connection in use waits for one instead of
 failing.
 
-:class:`DirectConnection` runs single commands for the hot paths (publishing one message,
-a worker's non-blocking fetch and its acknowledgements, reading one result) on a connection of
-its own, made from the same settings.
+:class:`~taskq_redis.direct.DirectConnection` runs the hot paths' single commands on a
+connection of its own, made from the same settings.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import select
-import socket
 import ssl
-import threading
-import time
-import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import hiredis
 import redis
 from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection
-from redis.exceptions import BusyLoadingError, NoScriptError, ReadOnlyError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -61,20 +51,12 @@ from taskq.tls import cert_reqs
 from taskq.urls import mask_url
 from taskq_redis.options import read_bool, read_int, read_mapping, read_seconds, read_str
 
-logger = logging.getLogger(__name__)
-
-#: A connection found closed after this many idle seconds is logged at INFO, not WARNING: a
-#: server's idle-client ``timeout`` closes such connections, a restart any connection.
-IDLE_CLOSE = 30.0
-
 __all__ = [
     "BROKER_URL",
     "BROKER_OPTIONS",
     "RedisURL",
     "parse_redis_url",
     "client_from_url",
-    "DirectConnection",
-    "pack_command",
 ]
 
 #: The settings a broker's URL and options come from, named in error messages.
@@ -466,197 +448,3 @@ def _sentinel_client(
         master_name, redis_class=redis.Redis, max_connections=max_connections, **master_kwargs
     )
     return client
-
-
-# -- single commands, directly ------------------------------------------------------------------
-
-#: What one read asks the socket for; replies on the hot paths are far smaller.
-_READ_SIZE = 65536
-
-
-class _Reader(Protocol):
-    """hiredis's reader as it is (its stub takes only bytes for ``feed``)."""
-
-    def feed(self, buffer: bytearray, offset: int, length: int) -> None: ...
-
-    def gets(self) -> Any: ...
-
-
-#: hiredis's ``pack_command`` as it is (its stub declares a one-element tuple).
-pack_command = cast(
-    "Callable[[tuple[str | bytes | int | float, ...]], bytes]",
-    hiredis.pack_command,  # pyright: ignore[reportUnknownMemberType]
-)
-_PING = pack_command(("PING",))
-#: Error replies raised as the redis-py exceptions callers here tell apart (as its parser
-#: does): NOSCRIPT reloads a script, LOADING and READONLY (a restart, a failover) are retried.
-_ERROR_REPLIES: dict[str, type[redis.RedisError]] = {
-    "NOSCRIPT": NoScriptError,
-    "LOADING": BusyLoadingError,
-    "READONLY": ReadOnlyError,
-}
-
-
-class DirectConnection:
-    """Single commands on a connection of its own, with as little as possible around each.
-
-    A command through redis-py's client or pool costs about twice the CPU of its round trip:
-    checking a connection out and in (a pid check, a lock, a queue, metrics), a ``poll()`` for
-    unread data, the health-check bookkeeping and the parser's layers. Here one connection,
-    made from the client's pool settings (TLS, Unix socket, Sentinel discovery, credentials,
-    database) but kept outside the pool, is guarded by a lock; the command goes out with one
-    ``sendall`` and its reply is read with hiredis straight from the socket.
-
-    What the pool's checks protect against still holds: a connection the server closed or that
-    has unread bytes (a ``poll()`` before each command, one syscall; logged) and
-    one idle for longer than ``health_check_interval`` (a ``PING`` first) is replaced before
-    the command is sent;
-    any error during a command drops the connection, so no half-read reply is ever mistaken for
-    the next one's; attempts follow the connection's retry policy, each failed one dropping the
-    connection so the next connects afresh. A thread that finds the connection in use by
-    another takes a pooled one instead of waiting. A forked child never touches its parent's
-    connection: it makes its own.
-    """
-
-    def __init__(self, client: redis.Redis) -> None:
-        pool: Any = client.connection_pool  # redis-py leaves pools untyped
-        self._pool = pool
-        self._lock = threading.Lock()
-        #: Not connected until the first command; connected again after each drop.
-        self._connection: Any = pool.connection_class(**pool.connection_kwargs)
-        self._sock: socket.socket | None = None
-        self._poller = select.poll()
-        self._reader = cast(_Reader, hiredis.Reader())
-        self._buffer = bytearray(_READ_SIZE)
-        self._interval = float(pool.connection_kwargs.get("health_check_interval") or 0)
-        self._check_after = 0.0
-        #: When the last reply arrived (``time.monotonic()``).
-        self._used_at = 0.0
-        _direct_connections.add(self)
-
-    def execute(self, *args: str | bytes | int | float) -> Any:
-        """Send one command and return its reply.
-
-        An error reply raises :class:`redis.ResponseError` (:class:`~redis.exceptions.
-        NoScriptError` for ``NOSCRIPT``); a lost connection or a timeout raises redis-py's
-        ``ConnectionError``/``TimeoutError`` once the retry policy gives up.
-        """
-        command = pack_command(args)
-        if not self._lock.acquire(blocking=False):
-            return self._execute_pooled(command)
-        try:
-            retry: Any = self._connection.retry
-            return retry.call_with_retry(lambda: self._attempt(command), self._drop_after)
-        finally:
-            self._lock.release()
-
-    def close(self) -> None:
-        """Drop the connection; a later command connects again."""
-        with self._lock:
-            self._drop()
-
-    def _attempt(self, command: bytes) -> Any:
-        sock = self._sock
-        if sock is not None and self._poller.poll(0):
-            # Closed by the server (or holding bytes nobody asked for): start afresh. Said
-            # aloud, since a restart of Redis between two commands shows nowhere else; quietly
-            # after a long idle spell, the likely work of Redis's ``timeout`` setting.
-            idle = time.monotonic() - self._used_at
-            level = logging.INFO if idle > IDLE_CLOSE else logging.WARNING
-            logger.log(level, "Redis closed the connection (idle %.1f s); connecting again", idle)
-            self._drop()
-            sock = None
-        if sock is None:
-            sock = self._connect()
-        idle = self._interval and time.monotonic() > self._check_after
-        if idle and self._exchange(sock, _PING) != b"PONG":
-            self._drop()
-            raise redis.ConnectionError("Bad response from PING health check")
-        return self._exchange(sock, command)
-
-    def _exchange(self, sock: socket.socket, command: bytes) -> Any:
-        """Send ``command`` and read its reply; any failure drops the connection."""
-        reader = self._reader
-        buffer = self._buffer
-        try:
-            sock.sendall(command)
-            reply = reader.gets()
-            # A push (RESP3 out-of-band notification) is not the reply: read on.
-            while reply is False or isinstance(reply, hiredis.PushNotification):
-                read = sock.recv_into(buffer)
-                if not read:
-                    raise redis.ConnectionError("Connection closed by server.")
-                reader.feed(buffer, 0, read)
-                reply = reader.gets()
-        except TimeoutError:  # socket.timeout
-            self._drop()
-            raise redis.TimeoutError("Timeout talking to Redis") from None
-        except OSError as exc:
-            self._drop()
-            raise redis.ConnectionError(f"Error talking to Redis: {exc}") from exc
-        except BaseException:
-            self._drop()
-            raise
-        now = self._used_at = time.monotonic()
-        if self._interval:
-            self._check_after = now + self._interval
-        if isinstance(reply, hiredis.ReplyError):
-            message = str(reply)
-            code, _, rest = message.partition(" ")
-            error = _ERROR_REPLIES.get(code)
-            raise error(rest) if error is not None else redis.ResponseError(message)
-        return reply
-
-    def _connect(self) -> socket.socket:
-        connection = self._connection
-        connection.connect()  # the handshake: TLS, AUTH/HELLO, SELECT, CLIENT SETNAME
-        # redis-py keeps the connected socket private; nothing else reads it from here on.
-        sock: socket.socket = connection._sock
-        self._sock = sock
-        self._poller = select.poll()
-        self._poller.register(sock, select.POLLIN)
-        self._reader = cast(_Reader, hiredis.Reader())
-        self._check_after = time.monotonic() + self._interval
-        return sock
-
-    def _drop(self) -> None:
-        self._sock = None
-        self._connection.disconnect()
-
-    def _drop_after(self, _error: Exception) -> None:
-        self._drop()
-
-    def _execute_pooled(self, command: bytes) -> Any:
-        """The same command on a connection checked out of the pool."""
-        pool = self._pool
-        connection: Any = pool.get_connection()
-
-        def attempt() -> object:
-            connection.send_packed_command([command])
-            return connection.read_response()
-
-        def failed(_error: Exception) -> None:
-            connection.disconnect()
-
-        try:
-            return connection.retry.call_with_retry(attempt, failed)
-        finally:
-            pool.release(connection)
-
-    def _forget_parent_connection(self) -> None:
-        """In a forked child: the connection is the parent's; the child makes its own."""
-        pool = self._pool
-        self._lock = threading.Lock()
-        self._connection = pool.connection_class(**pool.connection_kwargs)
-        self._sock = None
-
-
-_direct_connections: weakref.WeakSet[DirectConnection] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for direct in list(_direct_connections):
-        direct._forget_parent_connection()  # pyright: ignore[reportPrivateUsage]
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -62,7 +62,7 @@ from taskq.contracts import BackendError
 from taskq.exceptions import ImproperlyConfigured
 from taskq_redis.backend_retry import CONNECTION_ERRORS
 from taskq_redis.certificates import CertificateSettings
-from taskq_redis.connection import pack_command
+from taskq_redis.direct import pack_command
 
 __all__ = ["ResultSubscriber", "Subscription"]
 

@@ -39,7 +39,7 @@ from typing import Any, cast
 import redis
 
 from .commands import commands
-from .connection import DirectConnection
+from .direct import DirectConnection
 from .scripts import Script
 
 __all__ = ["ResultWriter", "expiry_arguments", "status_reader_for"]

@@ -26,7 +26,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from taskq_redis.commands import Commands
-from taskq_redis.connection import DirectConnection
+from taskq_redis.direct import DirectConnection
 
 __all__ = [
     "Script",
@@ -73,6 +73,16 @@ class Script:
         except NoScriptError:
             client.script_load(self.source)
             return direct.execute(*command)
+
+    def post_direct(
+        self,
+        direct: DirectConnection,
+        keys: Sequence[str],
+        args: Sequence[str | bytes | int | float],
+    ) -> None:
+        """The same, posted on ``direct`` without waiting for the reply (it loads the script
+        itself if Redis answers NOSCRIPT)."""
+        direct.post("EVALSHA", self.sha, len(keys), *keys, *args, source=self.source)
 
     def __repr__(self) -> str:
         return f"<Script {self.name} {self.sha[:8]}>"

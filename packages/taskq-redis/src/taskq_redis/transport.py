@@ -71,7 +71,8 @@ from taskq_protocol import Envelope, ProtocolError
 from taskq_redis.bindings import binding_member, binding_ttl_ms, expires_ms
 from taskq_redis.certificates import CertificateSettings
 from taskq_redis.commands import commands
-from taskq_redis.connection import DirectConnection, client_from_url, parse_redis_url
+from taskq_redis.connection import client_from_url, parse_redis_url
+from taskq_redis.direct import DirectConnection
 from taskq_redis.fanout import FanoutListener
 from taskq_redis.keys import KeyLayout, message_priority
 from taskq_redis.restore import GiveBack, mark_redelivered, restore_expired
@@ -165,9 +166,12 @@ class RedisTransport:
         parsed = parse_redis_url(url)
         self._client = client_from_url(url, options)
         self._redis = commands(self._client)
-        #: Single publishes go here, past redis-py's per-command overhead.
-        self._direct = DirectConnection(self._client)
         opts = self.options
+        #: Single publishes (posted, unless ``confirm_publish``), the worker's fetches and
+        #: acknowledgements go here, past redis-py's per-command overhead.
+        self._direct = DirectConnection(
+            self._client, window=opts.confirm_window, max_age=opts.confirm_max_age
+        )
         self.keys = KeyLayout(
             prefix=opts.global_keyprefix,
             sep=opts.sep,
@@ -242,6 +246,14 @@ class RedisTransport:
             self._connected = True
 
     def close(self) -> None:
+        """Wait for Redis's replies to what was published, give back what is held, and
+        disconnect; raises (after closing) if a publish was refused or never answered."""
+        try:
+            self.flush()
+        except TransportError as exc:
+            unconfirmed: TransportError | None = exc
+        else:
+            unconfirmed = None
         with self._lock:
             fanout, self._fanout = self._fanout, None
         if fanout is not None:
@@ -262,6 +274,21 @@ class RedisTransport:
         self._direct.close()
         self._client.close()
         self._client.connection_pool.disconnect()
+        if unconfirmed is not None:
+            raise unconfirmed
+
+    def flush(self) -> None:
+        """Wait until Redis has answered every publish sent so far (they are sent without
+        waiting, see :mod:`taskq_redis.direct`); TransportError if it refused one."""
+        direct = self._direct
+        if direct.unanswered or direct.refused:  # a worker asks after every task
+            with _broker_errors("publish"):
+                direct.flush()
+
+    @property
+    def unconfirmed(self) -> int:
+        """Publishes Redis has not answered yet."""
+        return self._direct.unanswered
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -347,6 +374,7 @@ class RedisTransport:
 
     def purge(self, queue: str) -> int:
         name = check_queue(queue)
+        self.flush()  # what was published before is purged too
         with _broker_errors("purge"):
             pipe = self._redis.pipeline()
             for key in self.keys.lists(name):
@@ -359,6 +387,7 @@ class RedisTransport:
 
     def queue_length(self, queue: str) -> int:
         name = check_queue(queue)
+        self.flush()  # what was published before counts
         with _broker_errors("queue_length"):
             pipe = self._redis.pipeline(transaction=False)
             for key in self.keys.lists(name):
@@ -382,8 +411,13 @@ class RedisTransport:
 
     def _publish_one(self, wake: str, waiting: str, target: str, message: bytes) -> None:
         """The common case as one EVALSHA on the transport's direct connection (see
-        :class:`~taskq_redis.connection.DirectConnection`), loading the script on NOSCRIPT."""
-        PUBLISH.run_direct(self._direct, self._redis, (wake, waiting, target), (message,))
+        :mod:`taskq_redis.direct`), loading the script on NOSCRIPT: posted without waiting
+        for the reply, unless ``confirm_publish``."""
+        keys = (wake, waiting, target)
+        if self.options.confirm_publish:
+            PUBLISH.run_direct(self._direct, self._redis, keys, (message,))
+        else:
+            PUBLISH.post_direct(self._direct, keys, (message,))
 
     def publish_many(self, items: Sequence[tuple[str, Envelope, float | None]]) -> None:
         """One pipeline of few commands: per queue its wake-up, then one ``LPUSH`` per list
@@ -758,7 +792,20 @@ class RedisTransport:
         self._settle(handles, "ack")
         self._unacked.settled(handles)
 
+    def _confirm_published(self, action: str) -> None:
+        """Wait for Redis's replies to what this transport published before a message leaves
+        its queue. A worker publishes a copy (a retry, a message sent back until its eta) and
+        then settles the original: the settle must not overtake a publish Redis refuses, or
+        the task would be lost. TransportError, and nothing settled, when one was refused."""
+        try:
+            self.flush()
+        except TransportError as exc:
+            raise TransportError(
+                f"Redis {action} not sent: an earlier publish failed: {exc}"
+            ) from exc
+
     def _settle(self, handles: Sequence[RedisHandle], action: str) -> None:
+        self._confirm_published(action)
         args: list[str] = []
         for handle in handles:
             args += (handle.tag, handle.counted)
@@ -782,6 +829,7 @@ class RedisTransport:
         handles = self._unacked.handles([delivery])
         handle = handles[0]
         envelope = dead_lettered(delivery.envelope, reason)
+        self._confirm_published("dead_letter")
         dlq = self.keys.list_for(
             dead_letter_queue(delivery.queue), message_priority(envelope.properties)
         )

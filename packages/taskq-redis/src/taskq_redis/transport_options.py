@@ -13,6 +13,7 @@ from typing import Any
 
 from taskq.exceptions import ImproperlyConfigured
 from taskq_redis.connection import BROKER_OPTIONS
+from taskq_redis.direct import DEFAULT_MAX_AGE, DEFAULT_WINDOW
 from taskq_redis.keys import DEFAULT_PRIORITY_STEPS, DEFAULT_SEP
 from taskq_redis.options import read_bool, read_int, read_seconds, read_str
 
@@ -45,6 +46,12 @@ class TransportOptions:
     delayed_delivery: bool = True
     #: Where a restored message goes when its exchange's routing table names no queue.
     deadletter_queue: str | None = None
+    #: Wait for Redis's reply to every single publish (kombu's behaviour); by default replies
+    #: are read as they come (see :mod:`taskq_redis.direct`), as taskq-amqp reads confirms.
+    confirm_publish: bool = False
+    #: Publishes left unanswered, and the age of the oldest, before a publish waits.
+    confirm_window: int = DEFAULT_WINDOW
+    confirm_max_age: float = DEFAULT_MAX_AGE
 
     @classmethod
     def read(cls, options: Mapping[str, Any], setting: str = BROKER_OPTIONS) -> TransportOptions:
@@ -82,6 +89,10 @@ class TransportOptions:
             queue_order_strategy=strategy,
             delayed_delivery=read_bool(options, "delayed_delivery", True, setting),
             deadletter_queue=read_str(options, "deadletter_queue", None, setting),
+            confirm_publish=read_bool(options, "confirm_publish", False, setting),
+            confirm_window=read_int(options, "confirm_window", DEFAULT_WINDOW, setting, minimum=1),
+            confirm_max_age=read_seconds(options, "confirm_max_age", DEFAULT_MAX_AGE, setting)
+            or DEFAULT_MAX_AGE,
         )
 
 

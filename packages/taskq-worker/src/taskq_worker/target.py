@@ -68,6 +68,7 @@ def run_task(key: int, received: Received, delivery_info: dict[str, Any]) -> Exe
             delivery_info=delivery_info,
             summarize=tasklog.wants_summary(),
         )
+        _confirm_published(app)
     except STOPPED_BY_POOL:
         raise  # the pool stopped the task; it reports the timeout or termination itself
     except Exception as exc:
@@ -93,6 +94,16 @@ def run_task(key: int, received: Received, delivery_info: dict[str, Any]) -> Exe
         )
     tasklog.log_execution(execution)
     return execution
+
+
+def _confirm_published(app: TaskQ) -> None:
+    """Wait until the broker took what the task published (the next step of a chain, a
+    retry, a callback) when the transport sends without waiting for that (taskq-redis,
+    taskq-amqp): the worker acknowledges the task's message next, which must not overtake a
+    publish the broker then refuses. Raises what the transport raises for a refused one."""
+    flush = getattr(app.transport, "flush", None)
+    if flush is not None:
+        flush()
 
 
 def init_process() -> None:
