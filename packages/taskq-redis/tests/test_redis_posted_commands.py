@@ -77,39 +77,37 @@ def test_the_window_and_the_age_limit_bound_what_stays_unanswered(redis_server: 
         direct.close()
 
 
-def test_a_refused_command_is_raised_once_by_the_next_flush(
-    redis_server: Any, admin: redis.Redis
-) -> None:
+@pytest.fixture
+def refusing(redis_server: Any, admin: redis.Redis) -> Iterator[DirectConnection]:
+    """A connection on which "first" went to the list ``ok`` and, since, a command Redis
+    refuses was posted (RPUSH to a key holding a string: WRONGTYPE)."""
     admin.set("a-string", "x")
     direct = _direct(redis_server.url)
-    try:
-        _posted_first(direct, "ok")
-        direct.post("RPUSH", "a-string", "y")  # WRONGTYPE
-        direct.post("RPUSH", "ok", "after")
-        with pytest.raises(redis.ResponseError, match=r"refused 1 command.*WRONGTYPE"):
-            direct.flush()
-        direct.flush()  # said once
-        assert admin.lrange("ok", 0, -1) == [b"first", b"after"]
-    finally:
-        direct.close()
+    _posted_first(direct, "ok")
+    direct.post("RPUSH", "a-string", "y")
+    yield direct
+    direct.close()
+
+
+def test_a_refused_command_is_raised_once_by_the_next_flush(
+    refusing: DirectConnection, admin: redis.Redis
+) -> None:
+    refusing.post("RPUSH", "ok", "after")
+    with pytest.raises(redis.ResponseError, match=r"refused 1 command.*WRONGTYPE"):
+        refusing.flush()
+    refusing.flush()  # said once
+    assert admin.lrange("ok", 0, -1) == [b"first", b"after"]
 
 
 def test_a_post_raises_an_earlier_refusal_and_does_not_send_its_own_command(
-    redis_server: Any, admin: redis.Redis
+    refusing: DirectConnection, admin: redis.Redis
 ) -> None:
-    admin.set("a-string", "x")
-    direct = _direct(redis_server.url)
-    try:
-        _posted_first(direct, "ok")
-        direct.post("RPUSH", "a-string", "y")
-        assert direct.execute("PING") == b"PONG"  # reads the refusal
-        assert direct.refused == 1
-        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-            direct.post("RPUSH", "ok", "not sent")
-        direct.flush()
-        assert admin.lrange("ok", 0, -1) == [b"first"]
-    finally:
-        direct.close()
+    assert refusing.execute("PING") == b"PONG"  # reads the refusal
+    assert refusing.refused == 1
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        refusing.post("RPUSH", "ok", "not sent")
+    refusing.flush()
+    assert admin.lrange("ok", 0, -1) == [b"first"]
 
 
 def test_a_script_the_server_forgot_is_loaded_and_the_command_sent_again(

@@ -310,8 +310,7 @@ class DirectConnection:
         try:
             sock.sendall(posted.command)
         except OSError as exc:
-            self._drop()
-            raise redis.ConnectionError(f"Error talking to Redis: {exc}") from exc
+            raise self._failed(exc, "writing to") from exc
 
     def _read_available(self, sock: socket.socket) -> None:
         """Settle the posted commands whose replies have arrived, without waiting."""
@@ -333,12 +332,8 @@ class DirectConnection:
     def _receive(self, sock: socket.socket) -> None:
         try:
             read = sock.recv_into(self._buffer)
-        except TimeoutError:  # socket.timeout
-            self._drop()
-            raise redis.TimeoutError("Timeout reading from Redis") from None
         except OSError as exc:
-            self._drop()
-            raise redis.ConnectionError(f"Error reading from Redis: {exc}") from exc
+            raise self._failed(exc, "reading from") from exc
         if not read:
             self._drop()
             raise redis.ConnectionError("Connection closed by server.")
@@ -384,25 +379,13 @@ class DirectConnection:
 
     def _exchange(self, sock: socket.socket, command: bytes) -> Any:
         """Send ``command`` and read its reply; any failure drops the connection."""
-        reader = self._reader
-        buffer = self._buffer
         try:
             sock.sendall(command)
-            reply = reader.gets()
-            # A push (RESP3 out-of-band notification) is not the reply: read on.
-            while reply is False or isinstance(reply, hiredis.PushNotification):
-                read = sock.recv_into(buffer)
-                if not read:
-                    raise redis.ConnectionError("Connection closed by server.")
-                reader.feed(buffer, 0, read)
-                reply = reader.gets()
-        except TimeoutError:  # socket.timeout
-            self._drop()
-            raise redis.TimeoutError("Timeout talking to Redis") from None
         except OSError as exc:
-            self._drop()
-            raise redis.ConnectionError(f"Error talking to Redis: {exc}") from exc
-        except BaseException:
+            raise self._failed(exc, "writing to") from exc
+        try:
+            reply = self._read_reply(sock)
+        except BaseException:  # an interrupt half-way through a reply, say
             self._drop()
             raise
         self._fresh = False
@@ -438,10 +421,16 @@ class DirectConnection:
             try:
                 sock.sendall(b"".join(posted.command for posted in unanswered))
             except OSError as exc:  # still unanswered: the next connection tries again
-                self._drop()
-                raise redis.ConnectionError(f"Error talking to Redis: {exc}") from exc
+                raise self._failed(exc, "writing to") from exc
             self._answer_all(reconnect=False)
         return sock
+
+    def _failed(self, exc: OSError, doing: str) -> redis.RedisError:
+        """The connection dropped after ``exc``, and the redis-py error that says so."""
+        self._drop()
+        if isinstance(exc, TimeoutError):  # socket.timeout
+            return redis.TimeoutError(f"Timeout {doing} Redis")
+        return redis.ConnectionError(f"Error {doing} Redis: {exc}")
 
     def _drop(self) -> None:
         self._sock = None
