@@ -13,7 +13,10 @@ A ``delay()`` that waits for Redis costs a round trip in which the client and Re
 the other (about 100 µs of wall time and 38 µs of the client's CPU here, most of it the
 kernel's); a posted one costs about 8 µs. What that leaves open, and how it is closed:
 
-- The reply is an error. ``NOSCRIPT`` (a restarted server forgot the script) loads the script
+- The server just started or restarted. The first command on a new connection, and a
+  script's first run on it, wait for their replies: a server loading its data or lacking the
+  script says so at once, to a caller who handles it.
+- The reply is an error. ``NOSCRIPT`` (``SCRIPT FLUSH`` on a running server) loads the script
   and sends the command again; ``LOADING`` and ``READONLY`` (a restart, a failover) drop the
   connection and send every unanswered command again on a new one; any other error (Redis out
   of memory, a key of the wrong type) gives the command up and is raised by the next
@@ -23,9 +26,10 @@ kernel's); a posted one costs about 8 µs. What that leaves open, and how it is 
 - Nothing waits long. A post first reads every reply once more than ``window`` commands are
   unanswered or the oldest was sent more than ``max_age`` seconds ago, and every command that
   waits (:meth:`~DirectConnection.execute`) reads all of them first, in order.
-- The process ends. What it wrote is delivered by the kernel and run by Redis; only an error
-  reply nobody reads then goes unanswered: :meth:`~DirectConnection.flush` before exiting (the
-  transport's ``close()`` does).
+- The process ends. What it wrote is delivered by the kernel and run by Redis; at a normal
+  exit every reply is read (``atexit``; a refusal is logged), and the transport's ``close()``
+  reads them and raises a refusal. Only a process killed before an error reply arrived
+  leaves that error unanswered.
 """
 
 from __future__ import annotations
