@@ -224,7 +224,7 @@ class DirectConnection:
                 # The first command on a new connection, and a script's first run on it, wait
                 # for the reply: a server just started or restarted may be loading its data or
                 # lack the script, and nothing else may come to read the answer.
-                self._exchange_script(sock, posted)
+                _loading_on_noscript(lambda c: self._exchange(sock, c), posted.command, source)
                 if source is not None:
                     self._scripts.add(source)
                 return
@@ -244,15 +244,6 @@ class DirectConnection:
             sock = self._sock_or_connect()
         if not posted.queued:  # a reconnect in an earlier attempt sent it already
             self._send(sock, posted)
-
-    def _exchange_script(self, sock: socket.socket, posted: _Posted) -> None:
-        try:
-            self._exchange(sock, posted.command)
-        except NoScriptError:
-            if posted.source is None:
-                raise
-            self._exchange(sock, pack_command(("SCRIPT", "LOAD", posted.source)))
-            self._exchange(sock, posted.command)
 
     def _answer_all(self, *, reconnect: bool = True) -> None:
         """Read the reply of every posted command (sending some again, as they ask); a
@@ -354,9 +345,9 @@ class DirectConnection:
             return
         message = str(reply)
         code = message.partition(" ")[0]
-        sock = self._sock_or_connect()
         if code == "NOSCRIPT" and posted.source is not None:
             # Sent again behind a SCRIPT LOAD of its source (one in flight serves them all).
+            sock = self._sock_or_connect()
             source = posted.source
             if source not in self._loading:
                 self._loading.add(source)
@@ -463,13 +454,7 @@ class DirectConnection:
     def _post_pooled(self, command: bytes, source: str | None) -> None:
         """A post while another thread holds the connection: sent on a pooled connection,
         waiting for its reply (loading the script if Redis asks)."""
-        try:
-            self._execute_pooled(command)
-        except NoScriptError:
-            if source is None:
-                raise
-            self._execute_pooled(pack_command(("SCRIPT", "LOAD", source)))
-            self._execute_pooled(command)
+        _loading_on_noscript(self._execute_pooled, command, source)
 
     def _forget_parent_connection(self) -> None:
         """In a forked child: the connection is the parent's; the child makes its own."""
@@ -482,6 +467,20 @@ class DirectConnection:
         self._loading = set()
         self._fresh = True
         self._scripts = set()
+
+
+def _loading_on_noscript(
+    run: Callable[[bytes], object], command: bytes, source: str | None
+) -> None:
+    """``run(command)``, waiting for its reply; on NOSCRIPT, load ``source`` (the script the
+    command's ``EVALSHA`` runs) and run it again."""
+    try:
+        run(command)
+    except NoScriptError:
+        if source is None:
+            raise
+        run(pack_command(("SCRIPT", "LOAD", source)))
+        run(command)
 
 
 _direct_connections: weakref.WeakSet[DirectConnection] = weakref.WeakSet()
