@@ -172,7 +172,7 @@ class ConsumerLoop:
     def _closed_error(self) -> Exception:
         """What a call into a stopped I/O thread raises (with ``_cond`` held)."""
         if self._fatal is not None:
-            return ImproperlyConfigured(self._fatal.setting, self._fatal.problem)
+            return self._fatal.again()
         return TransportError("the AMQP transport is closed")
 
     def _wake(self) -> None:

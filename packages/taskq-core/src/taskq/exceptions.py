@@ -45,6 +45,13 @@ class ImproperlyConfigured(TaskQError, ValueError):
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.setting, self.problem))
 
+    def again(self) -> ImproperlyConfigured:
+        """A copy to raise in another thread: one exception object raised in several
+        threads at once would collect all their tracebacks."""
+        copy = type(self)(self.setting, self.problem)
+        copy.__cause__ = self.__cause__
+        return copy
+
 
 class NotRegistered(TaskQError, KeyError):
     """No task of that name is registered in this app."""

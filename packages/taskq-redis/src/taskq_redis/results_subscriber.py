@@ -280,7 +280,7 @@ class ResultSubscriber:
                 if subscription.closed:
                     raise BackendError("the Redis result backend was closed while waiting")
                 if subscription.failure is not None:
-                    raise _again(subscription.failure)
+                    raise subscription.failure.again()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     self._leaving_locked()
@@ -597,11 +597,3 @@ def _shorten_timeouts(connection: _Connection, remaining: float) -> bool:
             setattr(connection, name, limit)
             shortened = True
     return shortened
-
-
-def _again(error: ImproperlyConfigured) -> ImproperlyConfigured:
-    """A copy of ``error`` for another waiting thread to raise (one exception object raised
-    in several threads at once would collect all their tracebacks)."""
-    copy = ImproperlyConfigured(error.setting, error.problem)
-    copy.__cause__ = error.__cause__
-    return copy
