@@ -42,7 +42,7 @@ from taskq_redis.transport import RedisTransport
 from taskq_testing.factories import make_meta
 from taskq_testing.plugin import server_missing
 from taskq_testing.servers import ServerProcess, free_port
-from taskq_testing.tls import CountingProxy, TLSFiles, make_tls_files
+from taskq_testing.tls import ClosingListener, CountingProxy, TLSFiles, make_tls_files
 from taskq_testing.waiting import wait_until
 
 MASTER_NAME = "mymaster"
@@ -531,38 +531,12 @@ def test_the_worker_stops_at_start_naming_the_setting(
     assert "Trying again" not in done.stderr
 
 
-class _ClosingListener:
-    """A port that accepts connections and closes them at once, counting them: a Sentinel that
-    is up but cannot be talked to, as one whose certificate does not verify."""
-
-    def __init__(self) -> None:
-        self._socket = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._socket.getsockname()[1]
-        self.accepted = 0
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self._socket.accept()
-            except OSError:  # shut down by close()
-                return
-            self.accepted += 1
-            connection.close()
-
-    def close(self) -> None:
-        self._socket.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() does not
-        self._thread.join()
-        self._socket.close()
-
-
 def test_a_sentinel_that_fails_is_asked_once_then_the_next(
     round_trip: Any, tls_sentinel: int, tls_master: int, tls_files: TLSFiles, unique_name: str
 ) -> None:
     """The next Sentinel in the URL is the retry: redis-py alone asks a failing Sentinel four
     times, backing off between, before it moves on."""
-    failing = _ClosingListener()
+    failing = ClosingListener()
     try:
         url = f"sentinel://127.0.0.1:{failing.port};sentinel://127.0.0.1:{tls_sentinel}"
         round_trip(url, _sentinel_options(tls_files.ca, tls_files.ca), unique_name)

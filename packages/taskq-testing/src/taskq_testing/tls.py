@@ -5,7 +5,8 @@
 certificate (for ``localhost`` and ``127.0.0.1``) and a client certificate, plus a second,
 unrelated CA that plays the wrong one. :class:`CountingProxy` forwards TCP connections to a
 server and counts them: a failed TLS handshake leaves no trace in a server's own counters, so
-this is how a test proves that a client tried once and did not reconnect.
+this is how a test proves that a client tried once and did not reconnect. A
+:class:`ClosingListener` counts connections and closes them at once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from taskq_testing.plugin import server_missing
 from taskq_testing.servers import binary_or_none
 
-__all__ = ["CountingProxy", "TLSFiles", "make_tls_files"]
+__all__ = ["ClosingListener", "CountingListener", "CountingProxy", "TLSFiles", "make_tls_files"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,41 +117,66 @@ def _make_signed(binary: str, directory: Path, name: str, extensions: str) -> No
     )  # fmt: skip
 
 
-class CountingProxy:
-    """Listens on 127.0.0.1:``port`` and forwards each connection to 127.0.0.1:``target``,
-    counting them in ``accepted``. With ``hold``, a connection is counted at once but
-    forwarded only once ``hold`` is set. ``close()`` stops it and its connections."""
+class CountingListener:
+    """Listens on 127.0.0.1:``port`` and counts the connections it accepts in ``accepted``;
+    what happens to each is a subclass's :meth:`handle`. ``close()`` stops it."""
 
-    def __init__(self, target: int, hold: threading.Event | None = None) -> None:
-        self._target = target
-        self._hold = hold
+    def __init__(self) -> None:
         self._socket = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
         self.accepted = 0
-        self._open: list[socket.socket] = []
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
+
+    def handle(self, connection: socket.socket) -> None:
+        raise NotImplementedError
 
     def _serve(self) -> None:
         while True:
             try:
-                client, _ = self._socket.accept()
+                connection, _ = self._socket.accept()
             except OSError:  # shut down by close()
                 return
             self.accepted += 1
-            if self._hold is not None:
-                self._hold.wait()
-            server = socket.create_connection(("127.0.0.1", self._target))
-            self._open += (client, server)
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+            self.handle(connection)
 
     def close(self) -> None:
         self._socket.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() does not
         self._thread.join()
         self._socket.close()
+
+
+class CountingProxy(CountingListener):
+    """Forwards each connection it counts to 127.0.0.1:``target``. With ``hold``, a
+    connection is counted at once but forwarded only once ``hold`` is set. ``close()`` also
+    ends the connections."""
+
+    def __init__(self, target: int, hold: threading.Event | None = None) -> None:
+        self._target = target
+        self._hold = hold
+        self._open: list[socket.socket] = []
+        super().__init__()
+
+    def handle(self, connection: socket.socket) -> None:
+        if self._hold is not None:
+            self._hold.wait()
+        server = socket.create_connection(("127.0.0.1", self._target))
+        self._open += (connection, server)
+        for source, sink in ((connection, server), (server, connection)):
+            threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+    def close(self) -> None:
+        super().close()
         for connection in self._open:
             connection.close()
+
+
+class ClosingListener(CountingListener):
+    """Closes each connection it counts at once: a server that is up but cannot be talked to,
+    as one whose certificate does not verify."""
+
+    def handle(self, connection: socket.socket) -> None:
+        connection.close()
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
