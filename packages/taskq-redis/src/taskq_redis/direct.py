@@ -100,7 +100,7 @@ class _Posted:
     #: The Lua source the command's ``EVALSHA`` runs, loaded if Redis answers ``NOSCRIPT``.
     source: str | None
     #: When it was last sent (``time.monotonic()``).
-    sent_at: float
+    sent_at: float = 0.0
     #: For a ``SCRIPT LOAD`` posted after a ``NOSCRIPT``: the source it loads.
     loads: str | None = None
     #: Among the unanswered: sent (or to be sent again on the next connection).
@@ -189,7 +189,7 @@ class DirectConnection:
             return
         try:
             self._raise_refused()
-            posted = _Posted(command, source, 0.0)
+            posted = _Posted(command, source)
             retry: Any = self._connection.retry
             retry.call_with_retry(lambda: self._post(posted), self._drop_after)
         finally:
@@ -352,7 +352,7 @@ class DirectConnection:
             if source not in self._loading:
                 self._loading.add(source)
                 load = pack_command(("SCRIPT", "LOAD", source))
-                self._send(sock, _Posted(load, None, 0.0, loads=source))
+                self._send(sock, _Posted(load, None, loads=source))
             self._send(sock, posted)
         elif code in ("LOADING", "READONLY"):
             # Not run: on a new connection (after the retry policy's wait), with the others.
