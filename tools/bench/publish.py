@@ -149,10 +149,7 @@ def _group_stages(app: TaskQ, task: Task[[], None], queue: str, members: int) ->
                 member.freeze(group_id=group_id, root_id=root_id, group_index=index)
                 member.plan(plan, [], None, **options)
             started = keep("  frozen and planned", started)
-            outgoing = [
-                publisher._prepare(n, a, k, o, task)  # pyright: ignore[reportPrivateUsage]
-                for n, a, k, o in plan._calls  # pyright: ignore[reportPrivateUsage]
-            ]
+            outgoing = publisher._prepare_many(plan._calls)  # pyright: ignore[reportPrivateUsage]
             started = keep("  messages built, routed, serialized", started)
             for each in outgoing:
                 each.envelope.encode()

@@ -271,13 +271,13 @@ def test_both_workers_on_one_queue_run_every_task_once(interop: Interop, unique_
         interop.taskq.send_task("interop.slow_count", (unique_name, f, seconds), queue=shared)
         for f in fields[:15]
     ]
-    messages = interop.taskq.publisher.send_many(
+    task_ids = interop.taskq.publisher.send_many(
         [
             ("interop.slow_count", (unique_name, f, seconds), {}, {"queue": shared})
             for f in fields[15:30]
         ]
     )
-    taskq_results += [interop.taskq.AsyncResult(m.headers.id) for m in messages]
+    taskq_results += [interop.taskq.AsyncResult(task_id) for task_id in task_ids]
     celery_results = [
         interop.celery.send_task("interop.slow_count", (unique_name, f, seconds), queue=shared)
         for f in fields[30:45]

@@ -5,7 +5,8 @@ with the defaults Celery's client fills in (ids, ``root_id``/``parent_id`` from 
 is running, ``countdown`` as an ``eta``, ``expires`` as a time, time limits, links as
 ``embed.callbacks``). :class:`Publisher` serializes, compresses, routes and publishes it with
 the retry policy, and fires ``before_task_publish``/``after_task_publish``; ``send_many``
-publishes several calls in one transport call.
+publishes several calls in one transport call, writing a group's members from the first
+member's message (:class:`_Shared`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from taskq.context import Request, current_request
 from taskq.contracts import TransportError
 from taskq_protocol import Embed, Envelope, TaskMessage
 from taskq_protocol import Signature as WireSignature
+from taskq_protocol.ids import uuid4_text
+from taskq_protocol.message import safe_repr
 from taskq_serializers import compress
 from taskq_serializers import registry as serializers
 
@@ -93,11 +96,7 @@ def build_message(
             if task is not None and task.ignore_result is not None
             else app.conf.task_ignore_result
         )
-    root_id = get("root_id")
-    parent_id = get("parent_id")
-    if parent is not None and parent.id is not None:
-        root_id = root_id or parent.root_id or parent.id
-        parent_id = parent_id or parent.id
+    root_id, parent_id = _lineage(options, parent)
     link, link_error, chain, chord = get("link"), get("link_error"), get("chain"), get("chord")
     if link is None and link_error is None and chain is None and chord is None:
         embed = Embed()
@@ -134,6 +133,16 @@ def build_message(
         delivery_mode=2,
         now=now,
     )
+
+
+def _lineage(options: Mapping[str, Any], parent: Request | None) -> tuple[str | None, str | None]:
+    """``(root_id, parent_id)`` of a call made from ``parent`` (the task running here); a
+    root_id still None becomes the message's own id."""
+    root_id, parent_id = options.get("root_id"), options.get("parent_id")
+    if parent is not None and parent.id is not None:
+        root_id = root_id or parent.root_id or parent.id
+        parent_id = parent_id or parent.id
+    return root_id, parent_id
 
 
 @functools.cache
@@ -220,13 +229,16 @@ class Publisher:
         outgoing.announce()
         self._publish([outgoing.item], outgoing.options)
         outgoing.published()
-        return outgoing.message
+        message = outgoing.message
+        assert message is not None  # _prepare builds it; only a batch's members share one
+        return message
 
     def send_many(
         self,
         items: Sequence[tuple[str, Sequence[Any], Mapping[str, Any], Mapping[str, Any]]],
-    ) -> list[TaskMessage]:
-        """Send ``(name, args, kwargs, options)`` calls in one ``publish_many``.
+    ) -> list[str]:
+        """Send ``(name, args, kwargs, options)`` calls in one ``publish_many``; returns
+        their task ids.
 
         Each message is built, routed, serialized and signalled as :meth:`send` does (a name
         registered here brings its task's defaults). They go out in one call so a broker can
@@ -253,12 +265,8 @@ class Publisher:
     def _send_many(
         self,
         items: Sequence[tuple[str, Sequence[Any], Mapping[str, Any], Mapping[str, Any]]],
-    ) -> list[TaskMessage]:
-        tasks = self.app.tasks
-        batch = [
-            self._prepare(name, args, kwargs, options, tasks.get(name))
-            for name, args, kwargs, options in items
-        ]
+    ) -> list[str]:
+        batch = self._prepare_many(items)
         if not batch:
             return []
         for outgoing in batch:
@@ -266,7 +274,29 @@ class Publisher:
         self._publish([outgoing.item for outgoing in batch], batch[0].options)
         for outgoing in batch:
             outgoing.published()
-        return [outgoing.message for outgoing in batch]
+        return [outgoing.task_id for outgoing in batch]
+
+    def _prepare_many(
+        self,
+        items: Sequence[tuple[str, Sequence[Any], Mapping[str, Any], Mapping[str, Any]]],
+    ) -> list[_Outgoing]:
+        """:meth:`_prepare` for each call, but sharing what a group's members share."""
+        tasks = self.app.tasks
+        # A group's members are usually calls of one task with the same options but their
+        # own ids: each such call reuses the message of the first (see _Shared) instead of
+        # routing and building its own. Not when a router function may route by argument.
+        sharing = self.app.router.answers_from_names
+        batch: list[_Outgoing] = []
+        shared: _Shared | None = None
+        for name, args, kwargs, options in items:
+            if shared is not None and shared.fits(name, options):
+                batch.append(shared.member(args, kwargs, options))
+                continue
+            outgoing = self._prepare(name, args, kwargs, options, tasks.get(name))
+            batch.append(outgoing)
+            if sharing:
+                shared = _Shared(name, args, kwargs, options, outgoing)
+        return batch
 
     def _prepare(
         self,
@@ -314,7 +344,10 @@ class Publisher:
             when = eta.timestamp()
             if when <= time.time():
                 when = None
-        return _Outgoing(name, message, body, headers, properties, route, envelope, when, options)
+        return _Outgoing(
+            name, message.id, message, body, headers, properties, route, envelope, when, options,
+            (serializer, compression),
+        )  # fmt: skip
 
     def _publish(
         self, items: Sequence[tuple[str, Envelope, float | None]], options: Mapping[str, Any]
@@ -373,13 +406,15 @@ class _Outgoing:
     # A plain slotted class: a frozen dataclass sets each field through object.__setattr__,
     # a cost every message pays.
     __slots__ = (
-        "body", "envelope", "headers", "message", "name", "options", "properties", "route", "when",
+        "body", "encoding", "envelope", "headers", "message", "name", "options", "properties",
+        "route", "task_id", "when",
     )  # fmt: skip
 
     def __init__(
         self,
         name: str,
-        message: TaskMessage,
+        task_id: str,
+        message: TaskMessage | None,
         body: list[Any],
         headers: dict[str, Any],
         properties: dict[str, Any],
@@ -387,8 +422,11 @@ class _Outgoing:
         envelope: Envelope,
         when: float | None,
         options: Mapping[str, Any],
+        encoding: tuple[str, str | None],
     ) -> None:
         self.name = name
+        self.task_id = task_id
+        #: The protocol model; None for a batch member written from another's (_Shared).
         self.message = message
         self.body = body
         self.headers = headers
@@ -397,6 +435,8 @@ class _Outgoing:
         self.envelope = envelope
         self.when = when
         self.options = options
+        #: ``(serializer, compression)`` the body was written with.
+        self.encoding = encoding
 
     @property
     def item(self) -> tuple[str, Envelope, float | None]:
@@ -425,6 +465,117 @@ class _Outgoing:
             routing_key=route.routing_key,
             headers=self.headers,
         )
+
+
+#: The options a group or a chord's header gives each member its own value of.
+_MEMBER_OPTIONS = frozenset(("task_id", "group_index"))
+
+
+class _Shared:
+    """The message of a batch's call, for the calls after it that differ only in their
+    arguments and member options (``task_id``, ``group_index``): a group's members.
+
+    Such a member's message is the first's with its own id (``id``, ``correlation_id``, a
+    defaulted ``root_id``), ``group_index``, arguments and delivery tag: the same route, time
+    limits, eta, links and headers, which are therefore not worked out again. Arguments that
+    are the first's own objects (a group of clones) reuse its body and reprs as well.
+    """
+
+    __slots__ = ("args", "first", "kwargs", "name", "options", "root_id")
+
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        options: Mapping[str, Any],
+        first: _Outgoing,
+    ) -> None:
+        self.name = name
+        self.args = args
+        self.kwargs = kwargs
+        self.options = options
+        self.first = first
+        self.root_id, _ = _lineage(options, current_request())
+
+    def fits(self, name: str, options: Mapping[str, Any]) -> bool:
+        """Whether a call of ``name`` with ``options`` differs from the first only by member."""
+        shared = self.options
+        if name != self.name or len(options) != len(shared):
+            return False
+        try:
+            for key, value in options.items():
+                if key in _MEMBER_OPTIONS:
+                    continue
+                other = shared.get(key, _MEMBER_OPTIONS)  # (a sentinel: never an option value)
+                if value is not other and value != other:
+                    return False
+        except Exception:  # an option whose == raises: it cannot be compared, so not shared
+            return False
+        return True
+
+    def member(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], options: Mapping[str, Any]
+    ) -> _Outgoing:
+        """The message of a call that :meth:`fits`."""
+        first = self.first
+        task_id: str = options.get("task_id") or uuid4_text()
+        headers = first.headers.copy()
+        headers["id"] = task_id
+        headers["root_id"] = self.root_id or task_id
+        headers["group_index"] = options.get("group_index")
+        properties = first.properties.copy()
+        properties["correlation_id"] = task_id
+        envelope = first.envelope
+        body, payload = first.body, envelope.body
+        if not _same_arguments(args, kwargs, self.args, self.kwargs):
+            kwargs = dict(kwargs)
+            headers["argsrepr"] = safe_repr(tuple(args))
+            headers["kwargsrepr"] = safe_repr(kwargs)
+            body = [list(args), kwargs, body[2]]
+            serializer, compression = first.encoding
+            _, _, payload = serializers.dumps(body, serializer)
+            if compression:
+                payload, _ = compress(payload, compression)
+        route = first.route
+        return _Outgoing(
+            first.name,
+            task_id,
+            None,
+            body,
+            headers,
+            properties,
+            route,
+            Envelope.create(
+                payload,
+                content_type=envelope.content_type,
+                content_encoding=envelope.content_encoding,
+                headers=headers,
+                properties=properties,
+                exchange=route.exchange,
+                routing_key=route.routing_key,
+                priority=envelope.properties["priority"],
+            ),
+            first.when,
+            first.options,
+            first.encoding,
+        )
+
+
+def _same_arguments(
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    first_args: Sequence[Any],
+    first_kwargs: Mapping[str, Any],
+) -> bool:
+    """Whether a call's arguments are the first's own objects (never compared with ``==``:
+    an argument's ``==`` may be costly, or raise, as a numpy array's does)."""
+    return (
+        len(args) == len(first_args)
+        and len(kwargs) == len(first_kwargs)
+        and all(a is b for a, b in zip(args, first_args, strict=True))
+        and all(first_kwargs.get(key, _MEMBER_OPTIONS) is value for key, value in kwargs.items())
+    )
 
 
 def _task_routing_options(task: Task[Any, Any] | None) -> dict[str, Any]:

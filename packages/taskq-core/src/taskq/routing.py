@@ -113,6 +113,12 @@ class Router:
         self._cacheable = all(isinstance(r, _MapRouter) for r in self._routers)
         self._decided: dict[tuple[Any, ...], Route] = {}
 
+    @property
+    def answers_from_names(self) -> bool:
+        """Whether a route depends only on the task's name and the routing options, never on
+        the call's arguments (no router functions, only ``task_routes`` tables)."""
+        return self._cacheable
+
     # -- queues --------------------------------------------------------------------------------
 
     def queues(self) -> list[QueueSpec]:
