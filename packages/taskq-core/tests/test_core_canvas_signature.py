@@ -124,6 +124,22 @@ def test_clone_shares_nothing_with_the_original(tasks: Any) -> None:
     assert isinstance(copied, group)
 
 
+def test_a_plain_clone_is_an_equal_signature_of_the_same_app(tasks: Any) -> None:
+    sig = tasks.add.s(1, y=2).set(countdown=3)
+    copy = sig.clone((0,), {"z": 1}, priority=4)
+    assert type(copy) is Signature
+    assert copy.app is sig.app
+    assert dict(copy) == {
+        **sig,
+        "args": [0, 1],
+        "kwargs": {"y": 2, "z": 1},
+        "options": {"countdown": 3, "priority": 4},
+    }
+    copy.kwargs["y"] = 5
+    copy.options["countdown"] = 6
+    assert (sig.kwargs, sig.options) == ({"y": 2}, {"countdown": 3})
+
+
 def test_replace_swaps_whole_fields(tasks: Any) -> None:
     sig = tasks.add.s(1, 2).set(queue="q")
     replaced = sig.replace(args=(3, 4), options={"priority": 1})

@@ -246,7 +246,10 @@ class group(TaskList[list[T], Arg_contra]):
         trail_unset = into.trail is None
         results: list[AsyncResult[Any] | GroupResult] = []
         for index, task in enumerate(members):
-            task.freeze(group_id=group_id, root_id=root_id, group_index=index)
+            if type(task) is Signature:  # its result is made by plan(): not twice
+                task._freeze_options(None, group_id, None, root_id, None, index)  # pyright: ignore[reportPrivateUsage]
+            else:
+                task.freeze(group_id=group_id, root_id=root_id, group_index=index)
             results.append(task.plan(into, call_args, kwargs, **member_options))
         result = GroupResult(group_id, results, app=self.app)
         if len(results) == 1 and isinstance(results[0], GroupResult):

@@ -12,7 +12,7 @@ of the batch, so project code that hooks it (context propagation, say) still run
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -49,11 +49,13 @@ class Plan:
         self,
         name: str,
         args: Sequence[Any],
-        kwargs: Mapping[str, Any],
-        options: Mapping[str, Any],
+        kwargs: dict[str, Any],
+        options: dict[str, Any],
     ) -> None:
-        """Add one task message, checked and named as ``Task.apply_async`` would."""
-        call_args, call_kwargs, call_options = tuple(args), dict(kwargs), dict(options)
+        """Add one task message, checked and named as ``Task.apply_async`` would.
+
+        ``kwargs`` and ``options`` become the plan's (callers pass ones they made for it)."""
+        call_args, call_kwargs, call_options = tuple(args), kwargs, options
         task: Task[Any, Any] | None = self.app.tasks.get(name)
         if task is not None:
             if task.typing is None or task.typing:

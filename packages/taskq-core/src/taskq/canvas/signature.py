@@ -216,6 +216,13 @@ class Signature(dict[str, Any], Generic[R_co, Arg_contra]):
             "kwargs": self._clone_kwargs(new_kwargs),
             "options": _copy_options(new_options),
         }
+        if type(self) is Signature:
+            # Its fields are in shape and new: skip the copies __init__ makes of a mapping's
+            # (a group clones every member it sends).
+            twin: Signature[Any, Any] = Signature.__new__(Signature)
+            twin.update(data)
+            twin._app = self._app
+            return cast(S, twin)
         return cast(S, type(self).from_dict(data, app=self._app))
 
     partial = clone
@@ -235,6 +242,19 @@ class Signature(dict[str, Any], Generic[R_co, Arg_contra]):
     ) -> AsyncResult[R_co]:
         """Fix this call's task id now (and its place in a group or chord), so its result can
         be referred to before it is sent. Returns that result."""
+        task_id = self._freeze_options(_id, group_id, chord, root_id, parent_id, group_index)
+        return self.AsyncResult(task_id)
+
+    def _freeze_options(
+        self,
+        _id: str | None,
+        group_id: str | None,
+        chord: Signature[Any, Any] | None,
+        root_id: str | None,
+        parent_id: str | None,
+        group_index: int | None,
+    ) -> str:
+        """:meth:`freeze`'s work on a plain signature's options; returns the task id."""
         opts = self.options
         task_id = opts.get("task_id")
         if not task_id:
@@ -251,7 +271,7 @@ class Signature(dict[str, Any], Generic[R_co, Arg_contra]):
             opts["chord"] = chord
         if group_index is not None:
             opts["group_index"] = group_index
-        return self.AsyncResult(str(task_id))
+        return str(task_id)
 
     def replace(
         self: S,
