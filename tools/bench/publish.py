@@ -89,7 +89,9 @@ def run(url: str, calls: int, group: int) -> Figures:
     body = message.encode()[2]
     per["  serializing the body"] = _per_call(lambda: registry.dumps(body, "json"), calls)
     outgoing = app.publisher._prepare(task.name, (), {}, {}, task)  # pyright: ignore[reportPrivateUsage]
-    per["  the envelope's bytes"] = _per_call(outgoing.envelope.encode, calls)
+    outgoing.seal()
+    _, envelope, _ = outgoing.item
+    per["  the envelope's bytes"] = _per_call(envelope.encode, calls)
     memory.close()
 
     remote = _app(url, url, queue)
@@ -144,15 +146,14 @@ def _group_stages(app: TaskQ, task: Task[[], None], queue: str, members: int) ->
             copies = list(whole.flattened())
             started = keep("  signatures made and copied", started)
             plan = Plan(app)
-            options, group_id, root_id = whole._freeze_gid({})  # pyright: ignore[reportPrivateUsage]
-            for index, member in enumerate(copies):
-                member.freeze(group_id=group_id, root_id=root_id, group_index=index)
-                member.plan(plan, [], None, **options)
+            whole.plan_members(plan, copies)
             started = keep("  frozen and planned", started)
             outgoing = publisher._prepare_many(plan._calls)  # pyright: ignore[reportPrivateUsage]
+            for each in outgoing:
+                each.seal()
             started = keep("  messages built, routed, serialized", started)
             for each in outgoing:
-                each.envelope.encode()
+                each.item[1].encode()
             started = keep("  the envelopes' JSON", started)
             app.transport.publish_many([each.item for each in outgoing])
             keep("  publish_many (the JSON again, and the pipeline)", started)

@@ -227,6 +227,7 @@ class Publisher:
     ) -> TaskMessage:
         outgoing = self._prepare(name, args, kwargs, options, task)
         outgoing.announce()
+        outgoing.seal()
         self._publish([outgoing.item], outgoing.options)
         outgoing.published()
         message = outgoing.message
@@ -271,6 +272,8 @@ class Publisher:
             return []
         for outgoing in batch:
             outgoing.announce()
+        for outgoing in batch:
+            outgoing.seal()
         self._publish([outgoing.item for outgoing in batch], batch[0].options)
         for outgoing in batch:
             outgoing.published()
@@ -284,8 +287,9 @@ class Publisher:
         tasks = self.app.tasks
         # A group's members are usually calls of one task with the same options but their
         # own ids: each such call reuses the message of the first (see _Shared) instead of
-        # routing and building its own. Not when a router function may route by argument.
-        sharing = self.app.router.answers_from_names
+        # routing and building its own. Not when a router function may route by argument,
+        # nor when a before_task_publish receiver may change one member's body.
+        sharing = self.app.router.answers_from_names and not signals.before_task_publish.receivers
         batch: list[_Outgoing] = []
         shared: _Shared | None = None
         for name, args, kwargs, options in items:
@@ -295,6 +299,7 @@ class Publisher:
             outgoing = self._prepare(name, args, kwargs, options, tasks.get(name))
             batch.append(outgoing)
             if sharing:
+                outgoing.seal()
                 shared = _Shared(name, args, kwargs, options, outgoing)
         return batch
 
@@ -322,21 +327,8 @@ class Publisher:
         serializer = (
             options.get("serializer") or (task and task.serializer) or conf["task_serializer"]
         )
-        content_type, content_encoding, payload = serializers.dumps(body, serializer)
         compression = (
             options.get("compression") or (task and task.compression) or conf["task_compression"]
-        )
-        if compression:
-            payload, headers["compression"] = compress(payload, compression)
-        envelope = Envelope.create(
-            payload,
-            content_type=content_type,
-            content_encoding=content_encoding,
-            headers=headers,
-            properties=properties,
-            exchange=route.exchange,
-            routing_key=route.routing_key,
-            priority=message.properties.priority,
         )
         eta = message.headers.eta
         when = None
@@ -345,7 +337,7 @@ class Publisher:
             if when <= time.time():
                 when = None
         return _Outgoing(
-            name, message.id, message, body, headers, properties, route, envelope, when, options,
+            name, message.id, message, body, headers, properties, route, None, when, options,
             (serializer, compression),
         )  # fmt: skip
 
@@ -419,7 +411,7 @@ class _Outgoing:
         headers: dict[str, Any],
         properties: dict[str, Any],
         route: Route,
-        envelope: Envelope,
+        envelope: Envelope | None,
         when: float | None,
         options: Mapping[str, Any],
         encoding: tuple[str, str | None],
@@ -432,16 +424,42 @@ class _Outgoing:
         self.headers = headers
         self.properties = properties
         self.route = route
+        #: What goes on the wire, made by :meth:`seal`.
         self.envelope = envelope
         self.when = when
         self.options = options
-        #: ``(serializer, compression)`` the body was written with.
+        #: ``(serializer, compression)`` the body is written with.
         self.encoding = encoding
 
     @property
     def item(self) -> tuple[str, Envelope, float | None]:
         """What ``Transport.publish_many`` takes: the queue, the envelope, the eta."""
-        return (self.route.queue, self.envelope, self.when)
+        envelope = self.envelope
+        assert envelope is not None, "sealed before it is published"
+        return (self.route.queue, envelope, self.when)
+
+    def seal(self) -> None:
+        """Serialize (and compress) the body and make the envelope, once. Called after
+        ``before_task_publish``, as Celery's publish serializes after it: what a receiver adds
+        to the headers (a tracing context, say), the properties or the body is sent."""
+        if self.envelope is not None:
+            return
+        serializer, compression = self.encoding
+        headers = self.headers
+        content_type, content_encoding, payload = serializers.dumps(self.body, serializer)
+        if compression:
+            payload, headers["compression"] = compress(payload, compression)
+        properties = self.properties
+        self.envelope = Envelope.create(
+            payload,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            headers=headers,
+            properties=properties,
+            exchange=self.route.exchange,
+            routing_key=self.route.routing_key,
+            priority=properties.get("priority"),
+        )
 
     def announce(self) -> None:
         route = self.route
@@ -527,6 +545,7 @@ class _Shared:
         properties = first.properties.copy()
         properties["correlation_id"] = task_id
         envelope = first.envelope
+        assert envelope is not None, "the first is sealed before its members are made"
         body, payload = first.body, envelope.body
         if not _same_arguments(args, kwargs, self.args, self.kwargs):
             kwargs = dict(kwargs)
