@@ -140,6 +140,13 @@ def test_a_plain_clone_is_an_equal_signature_of_the_same_app(tasks: Any) -> None
     assert (sig.kwargs, sig.options) == ({"y": 2}, {"countdown": 3})
 
 
+def test_a_plain_signature_naming_a_canvas_type_clones_as_that_type(tasks: Any) -> None:
+    members = group(tasks.add.s(1, 1), tasks.add.s(2, 2))
+    plain = Signature(dict(members))
+    assert type(plain) is Signature
+    assert isinstance(plain.clone(), group)
+
+
 def test_replace_swaps_whole_fields(tasks: Any) -> None:
     sig = tasks.add.s(1, 2).set(queue="q")
     replaced = sig.replace(args=(3, 4), options={"priority": 1})

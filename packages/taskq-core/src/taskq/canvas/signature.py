@@ -216,9 +216,10 @@ class Signature(dict[str, Any], Generic[R_co, Arg_contra]):
             "kwargs": self._clone_kwargs(new_kwargs),
             "options": _copy_options(new_options),
         }
-        if type(self) is Signature:
+        if type(self) is Signature and not self.get("subtask_type"):
             # Its fields are in shape and new: skip the copies __init__ makes of a mapping's
-            # (a group clones every member it sends).
+            # (a group clones every member it sends). A subtask_type goes through from_dict,
+            # which gives the clone the class it names.
             twin: Signature[Any, Any] = Signature.__new__(Signature)
             twin.update(data)
             twin._app = self._app
