@@ -44,17 +44,20 @@ def _drain(app: TaskQ, take: Take, count: int, queue: str = "celery") -> list[di
     return [_wire(*take(app, queue)) for _ in range(count)]
 
 
-OPTIONS: dict[str, Any] = {
-    "group_id": "the-group",
-    "reply_to": "the-client",
-    "priority": 4,
-    "headers": {"tenant": "acme"},
-    "link": {"task": "after", "args": [], "kwargs": {}, "options": {}, "subtask_type": None},
-    "expires": datetime.now(timezone.utc) + timedelta(hours=1),
-    "eta": datetime.now(timezone.utc) - timedelta(seconds=1),
-    "time_limit": 30,
-    "stamps": {"colour": "blue"},
-}
+def _options() -> dict[str, Any]:
+    """Options touching every part of a message (times from now: expires in an hour)."""
+    now = datetime.now(timezone.utc)
+    return {
+        "group_id": "the-group",
+        "reply_to": "the-client",
+        "priority": 4,
+        "headers": {"tenant": "acme"},
+        "link": {"task": "after", "args": [], "kwargs": {}, "options": {}, "subtask_type": None},
+        "expires": now + timedelta(hours=1),
+        "eta": now - timedelta(seconds=1),
+        "time_limit": 30,
+        "stamps": {"colour": "blue"},
+    }
 
 
 @pytest.mark.parametrize("serializer", ["json", "msgpack"])
@@ -66,8 +69,9 @@ def test_each_member_goes_out_as_send_writes_it_alone(
     def add(x: int, y: int) -> int:
         return x + y
 
+    options = _options()
     calls = [
-        (add.name, (i, i), {"scale": i}, {**OPTIONS, "task_id": f"id-{i}", "group_index": i})
+        (add.name, (i, i), {"scale": i}, {**options, "task_id": f"id-{i}", "group_index": i})
         for i in range(5)
     ]
     ids = app.publisher.send_many(calls)
