@@ -300,7 +300,7 @@ class Publisher:
             batch.append(outgoing)
             if sharing:
                 outgoing.seal()
-                shared = _Shared(name, args, kwargs, options, outgoing)
+                shared = _Shared(args, kwargs, options, outgoing)
         return batch
 
     def _prepare(
@@ -445,16 +445,19 @@ class _Outgoing:
         if self.envelope is not None:
             return
         serializer, compression = self.encoding
-        headers = self.headers
         content_type, content_encoding, payload = serializers.dumps(self.body, serializer)
         if compression:
-            payload, headers["compression"] = compress(payload, compression)
+            payload, self.headers["compression"] = compress(payload, compression)
+        self.wrap(payload, content_type, content_encoding)
+
+    def wrap(self, payload: bytes, content_type: str, content_encoding: str) -> None:
+        """Make the envelope of an already serialized (and compressed) body."""
         properties = self.properties
         self.envelope = Envelope.create(
             payload,
             content_type=content_type,
             content_encoding=content_encoding,
-            headers=headers,
+            headers=self.headers,
             properties=properties,
             exchange=self.route.exchange,
             routing_key=self.route.routing_key,
@@ -487,6 +490,8 @@ class _Outgoing:
 
 #: The options a group or a chord's header gives each member its own value of.
 _MEMBER_OPTIONS = frozenset(("task_id", "group_index"))
+#: What a mapping lookup returns for a key it lacks (never an option or argument value).
+_MISSING = object()
 
 
 class _Shared:
@@ -499,17 +504,15 @@ class _Shared:
     are the first's own objects (a group of clones) reuse its body and reprs as well.
     """
 
-    __slots__ = ("args", "first", "kwargs", "name", "options", "root_id")
+    __slots__ = ("args", "first", "kwargs", "options", "root_id")
 
     def __init__(
         self,
-        name: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
         options: Mapping[str, Any],
         first: _Outgoing,
     ) -> None:
-        self.name = name
         self.args = args
         self.kwargs = kwargs
         self.options = options
@@ -519,13 +522,13 @@ class _Shared:
     def fits(self, name: str, options: Mapping[str, Any]) -> bool:
         """Whether a call of ``name`` with ``options`` differs from the first only by member."""
         shared = self.options
-        if name != self.name or len(options) != len(shared):
+        if name != self.first.name or len(options) != len(shared):
             return False
         try:
             for key, value in options.items():
                 if key in _MEMBER_OPTIONS:
                     continue
-                other = shared.get(key, _MEMBER_OPTIONS)  # (a sentinel: never an option value)
+                other = shared.get(key, _MISSING)
                 if value is not other and value != other:
                     return False
         except Exception:  # an option whose == raises: it cannot be compared, so not shared
@@ -544,41 +547,24 @@ class _Shared:
         headers["group_index"] = options.get("group_index")
         properties = first.properties.copy()
         properties["correlation_id"] = task_id
-        envelope = first.envelope
-        assert envelope is not None, "the first is sealed before its members are made"
-        body, payload = first.body, envelope.body
-        if not _same_arguments(args, kwargs, self.args, self.kwargs):
+        same = _same_arguments(args, kwargs, self.args, self.kwargs)
+        body = first.body
+        if not same:
             kwargs = dict(kwargs)
             headers["argsrepr"] = safe_repr(tuple(args))
             headers["kwargsrepr"] = safe_repr(kwargs)
             body = [list(args), kwargs, body[2]]
-            serializer, compression = first.encoding
-            _, _, payload = serializers.dumps(body, serializer)
-            if compression:
-                payload, _ = compress(payload, compression)
-        route = first.route
-        return _Outgoing(
-            first.name,
-            task_id,
-            None,
-            body,
-            headers,
-            properties,
-            route,
-            Envelope.create(
-                payload,
-                content_type=envelope.content_type,
-                content_encoding=envelope.content_encoding,
-                headers=headers,
-                properties=properties,
-                exchange=route.exchange,
-                routing_key=route.routing_key,
-                priority=envelope.properties["priority"],
-            ),
-            first.when,
-            first.options,
-            first.encoding,
-        )
+        member = _Outgoing(
+            first.name, task_id, None, body, headers, properties, first.route, None, first.when,
+            first.options, first.encoding,
+        )  # fmt: skip
+        envelope = first.envelope
+        assert envelope is not None, "the first is sealed before its members are made"
+        if same:  # the first's body, already serialized
+            member.wrap(envelope.body, envelope.content_type, envelope.content_encoding)
+        else:
+            member.seal()
+        return member
 
 
 def _same_arguments(
@@ -593,7 +579,7 @@ def _same_arguments(
         len(args) == len(first_args)
         and len(kwargs) == len(first_kwargs)
         and all(a is b for a, b in zip(args, first_args, strict=True))
-        and all(first_kwargs.get(key, _MEMBER_OPTIONS) is value for key, value in kwargs.items())
+        and all(first_kwargs.get(key, _MISSING) is value for key, value in kwargs.items())
     )
 
 
