@@ -18,15 +18,13 @@ flushes the database. Run: ``uv run python tools/bench publish [--url redis://..
 
 from __future__ import annotations
 
-import gc
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from taskq import TaskQ, group
-from taskq.calling import build_message
+from taskq.calling import build_message, collector_paused
 from taskq.canvas.sending import Plan
 from taskq.task import Task
 from taskq_protocol import ResultMeta, states
@@ -134,7 +132,7 @@ def _group_stages(app: TaskQ, task: Task[[], None], queue: str, members: int) ->
         return now
 
     publisher = app.publisher
-    with _collector_paused():  # as send_many pauses it: the stages then add up to the whole
+    with collector_paused():  # as send_many pauses it: the stages then add up to the whole
         for _ in range(3):
             started = time.perf_counter()
             group(task.s() for _ in range(members)).apply_async()
@@ -159,17 +157,6 @@ def _group_stages(app: TaskQ, task: Task[[], None], queue: str, members: int) ->
             keep("  publish_many (the JSON again, and the pipeline)", started)
             app.transport.purge(queue)
     return best
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
 
 
 def report(figures: Figures) -> str:
