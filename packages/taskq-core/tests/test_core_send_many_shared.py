@@ -7,6 +7,7 @@ write it on its own.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -174,3 +175,26 @@ def test_an_option_that_cannot_be_compared_is_not_shared(app: TaskQ, take: Take)
     calls = [("t", (i,), {}, {"headers": {"v": i}, "whatever": _Incomparable()}) for i in range(3)]
     app.publisher.send_many(calls)
     assert [take(app)[1].headers["v"] for _ in range(3)] == [0, 1, 2]
+
+
+def test_members_envelopes_are_written_from_the_first_ones(
+    app: TaskQ, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @app.task
+    def add(x: int, y: str) -> str:
+        return f"{x}{y}"
+
+    published: list[Envelope] = []
+    publish_many = app.transport.publish_many
+
+    def recording(items: Any) -> None:
+        published.extend(envelope for _, envelope, _ in items)
+        publish_many(items)
+
+    monkeypatch.setattr(app.transport, "publish_many", recording)
+    group(add.s(i, 'é"\n') for i in range(4)).apply_async()
+    first, *members = published
+    assert first.written is None
+    for member in members:
+        assert member.written is not None
+        assert member.written == dataclasses.replace(member, written=None).encode()

@@ -25,6 +25,7 @@ from taskq.context import Request, current_request
 from taskq.contracts import TransportError
 from taskq_protocol import Embed, Envelope, TaskMessage
 from taskq_protocol import Signature as WireSignature
+from taskq_protocol.envelope_template import EnvelopeTemplate
 from taskq_protocol.ids import uuid4_text
 from taskq_protocol.message import safe_repr
 from taskq_serializers import compress
@@ -500,6 +501,9 @@ class _Outgoing:
 
 #: The options a group or a chord's header gives each member its own value of.
 _MEMBER_OPTIONS = frozenset(("task_id", "group_index"))
+#: The header and property values a member's envelope has of its own (see _Shared.member).
+_MEMBER_HEADERS = ("id", "root_id", "group_index", "argsrepr", "kwargsrepr")
+_MEMBER_PROPERTIES = ("correlation_id", "delivery_tag")
 #: What a mapping lookup returns for a key it lacks (never an option or argument value).
 _MISSING = object()
 
@@ -511,10 +515,11 @@ class _Shared:
     Such a member's message is the first's with its own id (``id``, ``correlation_id``, a
     defaulted ``root_id``), ``group_index``, arguments and delivery tag: the same route, time
     limits, eta, links and headers, which are therefore not worked out again. Arguments that
-    are the first's own objects (a group of clones) reuse its body and reprs as well.
+    are the first's own objects (a group of clones) reuse its body and reprs as well. Their
+    envelopes' JSON is written from a template of the first's (:class:`EnvelopeTemplate`).
     """
 
-    __slots__ = ("args", "first", "kwargs", "options", "root_id")
+    __slots__ = ("_template", "_template_tried", "args", "first", "kwargs", "options", "root_id")
 
     def __init__(
         self,
@@ -528,6 +533,9 @@ class _Shared:
         self.options = options
         self.first = first
         self.root_id, _ = _lineage(options, current_request())
+        #: Made for the second call (a batch of one never needs it); None if it cannot be.
+        self._template: EnvelopeTemplate | None = None
+        self._template_tried = False
 
     def fits(self, name: str, options: Mapping[str, Any]) -> bool:
         """Whether a call of ``name`` with ``options`` differs from the first only by member."""
@@ -574,6 +582,12 @@ class _Shared:
             member.wrap(envelope.body, envelope.content_type, envelope.content_encoding)
         else:
             member.seal()
+        if not self._template_tried:
+            self._template_tried = True
+            with contextlib.suppress(ValueError):  # an odd first: its members write their own
+                self._template = EnvelopeTemplate(envelope, _MEMBER_HEADERS, _MEMBER_PROPERTIES)
+        if self._template is not None and member.envelope is not None:
+            member.envelope.written = self._template.write(member.envelope)
         return member
 
 

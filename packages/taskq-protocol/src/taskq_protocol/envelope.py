@@ -40,6 +40,10 @@ class Envelope:
     content_encoding: str
     headers: dict[str, Any] = field(default_factory=dict[str, Any])
     properties: dict[str, Any] = field(default_factory=dict[str, Any])
+    #: The bytes :meth:`encode` returns, when whoever made the envelope wrote them already (an
+    #: :class:`~taskq_protocol.envelope_template.EnvelopeTemplate` does, for a group's members);
+    #: only for an envelope nobody changes afterwards. None: written by :meth:`encode`.
+    written: bytes | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def create(
@@ -142,6 +146,8 @@ class Envelope:
         The same bytes as ``jsoncodec.dumps(self.to_dict())``, written without turning the
         base64 body into text and scanning it again as a JSON string: base64 needs no escapes.
         """
+        if self.written is not None:
+            return self.written
         if self.properties.get("body_encoding") != BODY_ENCODING:
             return jsoncodec.dumps(self.to_dict())
         # '{"headers":{...},"properties":{...}}' written in one call, its braces dropped.
