@@ -599,11 +599,15 @@ def _same_arguments(
 ) -> bool:
     """Whether a call's arguments are the first's own objects (never compared with ``==``:
     an argument's ``==`` may be costly, or raise, as a numpy array's does)."""
+    if len(args) != len(first_args) or len(kwargs) != len(first_kwargs):
+        return False
+    # Without a generator when there is nothing to compare: the usual group of clones.
     return (
-        len(args) == len(first_args)
-        and len(kwargs) == len(first_kwargs)
-        and all(a is b for a, b in zip(args, first_args, strict=True))
-        and all(first_kwargs.get(key, _MISSING) is value for key, value in kwargs.items())
+        not args or args is first_args or all(a is b for a, b in zip(args, first_args, strict=True))
+    ) and (
+        not kwargs
+        or kwargs is first_kwargs
+        or all(first_kwargs.get(key, _MISSING) is value for key, value in kwargs.items())
     )
 
 

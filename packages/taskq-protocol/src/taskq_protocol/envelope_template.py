@@ -72,7 +72,8 @@ class EnvelopeTemplate:
             pieces.append(written[start:at])
             start = at + len(quoted)
         pieces.append(written[start:])
-        self._pieces = tuple(pieces)
+        # Text, joined and encoded once per envelope: JSON written by jsoncodec is ASCII.
+        self._pieces = tuple(piece.decode("ascii") for piece in pieces)
         #: The varying values in the order they are written (True: a header's).
         self._slots = tuple(slot for _, _, slot in found)
 
@@ -85,18 +86,18 @@ class EnvelopeTemplate:
         ) != self._sizes:
             raise ValueError("the envelope is not of this template's shape")
         pieces = self._pieces
-        parts = [pieces[0], binascii.b2a_base64(envelope.body, newline=False), pieces[1]]
+        body = binascii.b2a_base64(envelope.body, newline=False).decode("ascii")
+        parts = [pieces[0], body, pieces[1]]
         for (in_headers, key), piece in zip(self._slots, pieces[2:], strict=True):
-            parts += (_json(headers[key] if in_headers else properties[key]), piece)
-        return b"".join(parts)
+            value = headers[key] if in_headers else properties[key]
+            parts += (encode_basestring_ascii(value) if type(value) is str else _json(value), piece)
+        return "".join(parts).encode("ascii")
 
 
-def _json(value: object) -> bytes:
-    """``value`` as ``jsoncodec.dumps`` writes it; the usual kinds without its overhead."""
-    if type(value) is str:
-        return encode_basestring_ascii(value).encode("ascii")
+def _json(value: object) -> str:
+    """``value`` as ``jsoncodec.dumps`` writes it; None and ints without its overhead."""
     if value is None:
-        return b"null"
+        return "null"
     if type(value) is int:
-        return str(value).encode("ascii")
-    return jsoncodec.dumps(value)
+        return str(value)
+    return jsoncodec.dumps_str(value)
