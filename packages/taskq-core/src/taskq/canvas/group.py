@@ -157,16 +157,19 @@ class group(TaskList[list[T], Arg_contra]):
         self.tasks = members
         return GroupResult(str(gid), results, app=self.app)
 
-    def flattened(self) -> Iterator[Signature[Any, Any]]:
+    def flattened(self, *, copy_plain: bool = True) -> Iterator[Signature[Any, Any]]:
         """Copies of the members, nested groups replaced by their members, empty chains
-        dropped (they have no task and no result)."""
+        dropped (they have no task and no result). ``copy_plain=False``: plain signatures
+        as they are (:meth:`plan_members` plans them without copies of their own)."""
         from taskq.canvas.chain import is_chain
 
         for task in self.tasks:
             if is_group(task):
-                yield from task.flattened()
+                yield from task.flattened(copy_plain=copy_plain)
             elif is_chain(task) and not task.tasks:
                 continue
+            elif not copy_plain and _plain(task):
+                yield task
             else:
                 yield task.clone()
 
@@ -225,7 +228,7 @@ class group(TaskList[list[T], Arg_contra]):
     ) -> GroupResult:
         if not self.tasks:
             return self.freeze()
-        return self.plan_members(into, self.flattened(), args, kwargs, **options)
+        return self.plan_members(into, self.flattened(copy_plain=False), args, kwargs, **options)
 
     def plan_members(
         self,
@@ -235,8 +238,9 @@ class group(TaskList[list[T], Arg_contra]):
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> GroupResult:
-        """:meth:`plan` for ``members``, copies this group may change (a chord passes its
-        header's, already flattened and frozen, so they are not copied a second time)."""
+        """:meth:`plan` for ``members``: copies this group may change (a chord passes its
+        header's, already flattened and frozen, so they are not copied a second time), or
+        plain signatures, planned as copies without making them."""
         from taskq.result import GroupResult
 
         options = {k: v for k, v in options.items() if v is not None}
@@ -246,10 +250,14 @@ class group(TaskList[list[T], Arg_contra]):
         trail_unset = into.trail is None
         results: list[AsyncResult[Any] | GroupResult] = []
         for index, task in enumerate(members):
-            if type(task) is Signature:  # its result is made by plan(): not twice
-                task._freeze_options(None, group_id, None, root_id, None, index)  # pyright: ignore[reportPrivateUsage]
-            else:
-                task.freeze(group_id=group_id, root_id=root_id, group_index=index)
+            if _plain(task):
+                results.append(
+                    task._plan_member(  # pyright: ignore[reportPrivateUsage]
+                        into, call_args, kwargs, member_options, group_id, root_id, index
+                    )
+                )
+                continue
+            task.freeze(group_id=group_id, root_id=root_id, group_index=index)
             results.append(task.plan(into, call_args, kwargs, **member_options))
         result = GroupResult(group_id, results, app=self.app)
         if len(results) == 1 and isinstance(results[0], GroupResult):
@@ -283,6 +291,11 @@ class group(TaskList[list[T], Arg_contra]):
             task.apply(call_args, kwargs, **member_options) for task in self.flattened()
         ]
         return GroupResult(group_id, results, app=self.app)
+
+
+def _plain(task: Signature[Any, Any]) -> bool:
+    """A signature of one task, not a composite (nor the dict of one, which a copy becomes)."""
+    return type(task) is Signature and not task.get("subtask_type")
 
 
 def is_group(value: object) -> TypeGuard[group[Any, Any]]:

@@ -256,23 +256,36 @@ class Signature(dict[str, Any], Generic[R_co, Arg_contra]):
         group_index: int | None,
     ) -> str:
         """:meth:`freeze`'s work on a plain signature's options; returns the task id."""
-        opts = self.options
-        task_id = opts.get("task_id")
-        if not task_id:
-            task_id = opts["task_id"] = _id or uuid4_text()
-        if root_id:
-            opts["root_id"] = root_id
-        if parent_id:
-            opts["parent_id"] = parent_id
-        if "reply_to" not in opts:
-            opts["reply_to"] = self.app.thread_oid
-        if group_id and "group_id" not in opts:
-            opts["group_id"] = group_id
-        if chord:
-            opts["chord"] = chord
-        if group_index is not None:
-            opts["group_index"] = group_index
-        return str(task_id)
+        return _freeze(
+            self.options, self.app, _id, group_id, chord, root_id, parent_id, group_index
+        )
+
+    def _plan_member(
+        self,
+        into: Plan,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        options: Mapping[str, Any],
+        group_id: str,
+        root_id: str | None,
+        index: int,
+    ) -> AsyncResult[R_co]:
+        """For a plain signature (no ``subtask_type``): what ``clone()``, ``freeze()`` as
+        member ``index`` of group ``group_id``, then ``plan(into, args, kwargs, **options)``
+        of the copy do, without making the copy. A group plans each of its members so, and
+        the copies cost as much as the rest of planning them."""
+        opts = _copy_options(self.options)
+        task_id = _freeze(opts, self.app, None, group_id, None, root_id, None, index)
+        keep = self.IMMUTABLE_OPTIONS
+        opts.update(
+            (k, v) for k, v in options.items() if v is not None and (k not in keep or k not in opts)
+        )
+        if self.immutable:
+            call_args, call_kwargs = list(self.args), dict(self.kwargs)
+        else:
+            call_args, call_kwargs = [*args, *self.args], {**self.kwargs, **(kwargs or {})}
+        into.call(self.task, call_args, call_kwargs, opts)
+        return self.AsyncResult(task_id)
 
     def replace(
         self: S,
@@ -455,6 +468,36 @@ def _copy_options(options: dict[str, Any]) -> dict[str, Any]:
     return {
         key: value if key == "chord" else copy.deepcopy(value) for key, value in options.items()
     }
+
+
+def _freeze(
+    opts: dict[str, Any],
+    app: TaskQ,
+    _id: str | None,
+    group_id: str | None,
+    chord: Signature[Any, Any] | None,
+    root_id: str | None,
+    parent_id: str | None,
+    group_index: int | None,
+) -> str:
+    """Freeze a plain signature's ``opts`` in place (see :meth:`Signature.freeze`); returns
+    the task id."""
+    task_id = opts.get("task_id")
+    if not task_id:
+        task_id = opts["task_id"] = _id or uuid4_text()
+    if root_id:
+        opts["root_id"] = root_id
+    if parent_id:
+        opts["parent_id"] = parent_id
+    if "reply_to" not in opts:
+        opts["reply_to"] = app.thread_oid
+    if group_id and "group_id" not in opts:
+        opts["group_id"] = group_id
+    if chord:
+        opts["chord"] = chord
+    if group_index is not None:
+        opts["group_index"] = group_index
+    return str(task_id)
 
 
 def signature(
