@@ -9,9 +9,9 @@ What a caller pays before and after the worker's part of a round trip, measured 
   wait for a worker);
 - the stages of one message: routing, building, serializing, writing the envelope;
 - a canvas group's ``apply_async()`` on Redis, per member, whole and stage by stage: the
-  members' signatures copied, frozen and planned, each message built (a member's envelope
-  JSON written from its template there), the JSON of the envelopes written whole, the one
-  pipeline.
+  members' signatures made, planned (as frozen copies, without copying them), each message
+  built (a member's envelope JSON written from its template there), the JSON of the
+  envelopes written whole, the one pipeline.
 
 It writes to a queue and result keys of its own (random names, deleted at the end); it never
 flushes the database. Run: ``uv run python tools/bench publish [--url redis://...] [--quick]``.
@@ -142,15 +142,15 @@ def _group_stages(app: TaskQ, task: Task[[], None], queue: str, members: int) ->
 
             started = time.perf_counter()
             whole = group(task.s() for _ in range(members))
-            copies = list(whole.flattened())
-            started = keep("  signatures made and copied", started)
+            members_in = list(whole.flattened(copy_plain=False))
+            started = keep("  signatures made", started)
             plan = Plan(app)
-            whole.plan_members(plan, copies)
-            started = keep("  frozen and planned", started)
+            whole.plan_members(plan, members_in)
+            started = keep("  planned (frozen copies' calls)", started)
             outgoing = publisher._prepare_many(plan._calls)  # pyright: ignore[reportPrivateUsage]
             for each in outgoing:
                 each.seal()
-            started = keep("  messages built, routed, serialized, members' JSON", started)
+            started = keep("  messages built, serialized, JSON written", started)
             for each in outgoing:
                 each.item[1].encode()
             started = keep("  the other envelopes' JSON (a batch's first)", started)
