@@ -10,8 +10,8 @@ What a caller pays before and after the worker's part of a round trip, measured 
 - the stages of one message: routing, building, serializing, writing the envelope;
 - a canvas group's ``apply_async()`` on Redis, per member, whole and stage by stage: the
   members' signatures made, planned (as frozen copies, without copying them), each message
-  built (a member's envelope JSON written from its template there), the JSON of the
-  envelopes written whole, the one pipeline.
+  built, the envelopes' JSON (a member's written from its template of the first's), the one
+  pipeline.
 
 It writes to a queue and result keys of its own (random names, deleted at the end); it never
 flushes the database. Run: ``uv run python tools/bench publish [--url redis://...] [--quick]``.
@@ -150,12 +150,12 @@ def _group_stages(app: TaskQ, task: Task[[], None], queue: str, members: int) ->
             outgoing = publisher._prepare_many(plan._calls)  # pyright: ignore[reportPrivateUsage]
             for each in outgoing:
                 each.seal()
-            started = keep("  messages built, serialized, JSON written", started)
+            started = keep("  messages built, routed, serialized", started)
             for each in outgoing:
                 each.item[1].encode()
-            started = keep("  the other envelopes' JSON (a batch's first)", started)
+            started = keep("  the envelopes' JSON", started)
             app.transport.publish_many([each.item for each in outgoing])
-            keep("  publish_many (the pipeline)", started)
+            keep("  publish_many (the JSON again, and the pipeline)", started)
             app.transport.purge(queue)
     return best
 

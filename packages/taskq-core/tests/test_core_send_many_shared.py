@@ -194,7 +194,7 @@ def test_members_envelopes_are_written_from_the_first_ones(
     monkeypatch.setattr(app.transport, "publish_many", recording)
     group(add.s(i, 'é"\n') for i in range(4)).apply_async()
     first, *members = published
-    assert first.written is None
+    assert first.template is None
     for member in members:
-        assert member.written is not None
-        assert member.written == dataclasses.replace(member, written=None).encode()
+        assert member.template is not None
+        assert member.encode() == dataclasses.replace(member, template=None).encode()

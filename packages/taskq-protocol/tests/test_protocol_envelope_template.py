@@ -67,12 +67,16 @@ def test_the_first_itself_and_many_members() -> None:
         assert template.write(member) == member.encode()
 
 
-def test_encode_returns_what_was_written() -> None:
+def test_encode_writes_from_the_envelopes_template() -> None:
     first = _first()
     member = _member(first, b"[]", id="other")
-    member.written = EnvelopeTemplate(first, HEADERS, PROPERTIES).write(member)
-    assert member.encode() == member.written
-    assert Envelope.decode(member.encode()) == member  # ``written`` is not compared
+    template = EnvelopeTemplate(first, HEADERS, PROPERTIES)
+    member.template = template
+    assert member.encode() == template.write(member)
+    member.headers["id"] = "changed"  # a named value: written as it is when encoded
+    assert member.encode() == _member(first, b"[]", id="changed").encode()
+    assert Envelope.decode(member.encode()) == member  # ``template`` is not compared
+    assert "template" not in repr(member)
 
 
 def test_an_envelope_of_another_shape_is_refused() -> None:

@@ -586,8 +586,8 @@ class _Shared:
             self._template_tried = True
             with contextlib.suppress(ValueError):  # an odd first: its members write their own
                 self._template = EnvelopeTemplate(envelope, _MEMBER_HEADERS, _MEMBER_PROPERTIES)
-        if self._template is not None and member.envelope is not None:
-            member.envelope.written = self._template.write(member.envelope)
+        if member.envelope is not None:
+            member.envelope.template = self._template
         return member
 
 

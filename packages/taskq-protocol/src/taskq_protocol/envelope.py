@@ -13,12 +13,15 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskq_protocol import jsoncodec
 from taskq_protocol.errors import DecodeError, MalformedMessage
 from taskq_protocol.fields import as_bool, as_mapping, describe, opt_int, opt_str, or_empty
 from taskq_protocol.ids import uuid4_text
+
+if TYPE_CHECKING:
+    from taskq_protocol.envelope_template import EnvelopeTemplate
 
 __all__ = ["Envelope", "BODY_ENCODING"]
 
@@ -40,10 +43,10 @@ class Envelope:
     content_encoding: str
     headers: dict[str, Any] = field(default_factory=dict[str, Any])
     properties: dict[str, Any] = field(default_factory=dict[str, Any])
-    #: The bytes :meth:`encode` returns, when whoever made the envelope wrote them already (an
-    #: :class:`~taskq_protocol.envelope_template.EnvelopeTemplate` does, for a group's members);
-    #: only for an envelope nobody changes afterwards. None: written by :meth:`encode`.
-    written: bytes | None = field(default=None, compare=False, repr=False)
+    #: What :meth:`encode` writes the JSON with, when this envelope is another's but for the
+    #: values the template names (a group's members are the first's); set only by whoever
+    #: made the envelope, which nobody changes afterwards. None: encoded in full.
+    template: EnvelopeTemplate | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def create(
@@ -146,8 +149,9 @@ class Envelope:
         The same bytes as ``jsoncodec.dumps(self.to_dict())``, written without turning the
         base64 body into text and scanning it again as a JSON string: base64 needs no escapes.
         """
-        if self.written is not None:
-            return self.written
+        template = self.template
+        if template is not None:
+            return template.write(self)
         if self.properties.get("body_encoding") != BODY_ENCODING:
             return jsoncodec.dumps(self.to_dict())
         # '{"headers":{...},"properties":{...}}' written in one call, its braces dropped.

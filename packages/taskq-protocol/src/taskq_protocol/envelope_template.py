@@ -5,7 +5,9 @@ and delivery tag. Writing each envelope's headers and properties as JSON costs m
 anything else done per member (4.4 µs of the ~20 of a member of a large group, measured on a
 2-core VM). :class:`EnvelopeTemplate` writes the first envelope once, with a marker in place
 of each value that varies, and cuts it at the markers; an envelope written from it is the
-pieces joined with its own values, the very bytes :meth:`Envelope.encode` writes.
+pieces joined with its own values, the very bytes :meth:`Envelope.encode` writes. An envelope
+whose ``template`` is set is written so when it is encoded: a transport that does not store
+JSON (AMQP) never pays for it.
 """
 
 from __future__ import annotations
