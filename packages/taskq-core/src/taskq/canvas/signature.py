@@ -243,22 +243,9 @@ class Signature(dict[str, Any], Generic[R_co, Arg_contra]):
     ) -> AsyncResult[R_co]:
         """Fix this call's task id now (and its place in a group or chord), so its result can
         be referred to before it is sent. Returns that result."""
-        task_id = self._freeze_options(_id, group_id, chord, root_id, parent_id, group_index)
+        opts, app = self.options, self.app
+        task_id = _freeze(opts, app, _id, group_id, chord, root_id, parent_id, group_index)
         return self.AsyncResult(task_id)
-
-    def _freeze_options(
-        self,
-        _id: str | None,
-        group_id: str | None,
-        chord: Signature[Any, Any] | None,
-        root_id: str | None,
-        parent_id: str | None,
-        group_index: int | None,
-    ) -> str:
-        """:meth:`freeze`'s work on a plain signature's options; returns the task id."""
-        return _freeze(
-            self.options, self.app, _id, group_id, chord, root_id, parent_id, group_index
-        )
 
     def _plan_member(
         self,
