@@ -102,6 +102,14 @@ class Transport(Protocol):
     Every method may raise :class:`TransportError` when the broker is unreachable. Blocking
     calls take a ``timeout`` and return early (empty) when it passes, so a worker can shut
     down promptly.
+
+    Optional: a transport whose ``publish`` returns before the broker has answered
+    (taskq-redis, taskq-amqp with its confirms pipelined) also has ``flush()``, which waits
+    for every answer and raises :class:`TransportError` if the broker refused a publish. The
+    worker calls it after each task, before it settles the task's message, so that what the
+    task published (the next step of a chain, a retry) is never lost behind an
+    acknowledgement; ``close()`` must flush too. Not part of this protocol, so that a
+    transport that waits in ``publish`` needs nothing more.
     """
 
     #: URL schemes this transport serves (``("redis", "rediss")``). Declare it with its type

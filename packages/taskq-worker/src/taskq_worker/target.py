@@ -100,7 +100,8 @@ def _confirm_published(app: TaskQ) -> None:
     """Wait until the broker took what the task published (the next step of a chain, a
     retry, a callback) when the transport sends without waiting for that (taskq-redis,
     taskq-amqp): the worker acknowledges the task's message next, which must not overtake a
-    publish the broker then refuses. Raises what the transport raises for a refused one."""
+    publish the broker then refuses. Raises what the transport raises for a refused one.
+    (``flush()`` is the optional part of the Transport contract: see its docstring.)"""
     flush = getattr(app.transport, "flush", None)
     if flush is not None:
         flush()
