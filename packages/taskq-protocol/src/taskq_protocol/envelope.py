@@ -45,7 +45,8 @@ class Envelope:
     properties: dict[str, Any] = field(default_factory=dict[str, Any])
     #: What :meth:`encode` writes the JSON with, when this envelope is another's but for the
     #: values the template names (a group's members are the first's); set only by whoever
-    #: made the envelope, which nobody changes afterwards. None: encoded in full.
+    #: made the envelope, which nobody changes afterwards (one that no longer has the
+    #: template's shape is encoded in full). None: encoded in full.
     template: EnvelopeTemplate | None = field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -150,8 +151,8 @@ class Envelope:
         base64 body into text and scanning it again as a JSON string: base64 needs no escapes.
         """
         template = self.template
-        if template is not None:
-            return template.write(self)
+        if template is not None and (written := template.write(self)) is not None:
+            return written
         if self.properties.get("body_encoding") != BODY_ENCODING:
             return jsoncodec.dumps(self.to_dict())
         # '{"headers":{...},"properties":{...}}' written in one call, its braces dropped.

@@ -29,8 +29,9 @@ class EnvelopeTemplate:
 
     ``ValueError`` when ``first`` cannot be one: a body not base64-encoded, a named key it
     lacks. :meth:`write` checks what it cheaply can (the same content type and encoding, as
-    many headers and properties); the rest is its caller's promise: an envelope made from
-    ``first``'s headers and properties, copied in order, with only the named keys set again.
+    many headers and properties) and returns None for an envelope that fails it; the rest is
+    its caller's promise: an envelope made from ``first``'s headers and properties, copied in
+    order, with only the named keys set again.
     """
 
     __slots__ = ("_content", "_pieces", "_sizes", "_slots")
@@ -79,14 +80,15 @@ class EnvelopeTemplate:
         #: The varying values in the order they are written (True: a header's).
         self._slots = tuple(slot for _, _, slot in found)
 
-    def write(self, envelope: Envelope) -> bytes:
-        """The JSON bytes of ``envelope`` (see the class docstring for what it must be)."""
+    def write(self, envelope: Envelope) -> bytes | None:
+        """The JSON bytes of ``envelope`` (see the class docstring for what it must be), or
+        None if it is not of this template's shape."""
         headers, properties = envelope.headers, envelope.properties
         if (envelope.content_type, envelope.content_encoding) != self._content or (
             len(headers),
             len(properties),
         ) != self._sizes:
-            raise ValueError("the envelope is not of this template's shape")
+            return None
         pieces = self._pieces
         body = binascii.b2a_base64(envelope.body, newline=False).decode("ascii")
         parts = [pieces[0], body, pieces[1]]
