@@ -5,12 +5,14 @@ what copying, freezing and planning that member would add (``Signature.clone``, 
 from __future__ import annotations
 
 import copy
+import json
+import re
 from typing import Any
 
 import pytest
 
 from taskq import TaskQ
-from taskq.canvas import Signature, group
+from taskq.canvas import Signature, chain, group
 from taskq.canvas.sending import Plan
 
 Call = tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]
@@ -104,3 +106,53 @@ def test_planned_calls_share_no_option_with_the_members(app: TaskQ, tasks: dict[
         options["headers"]["h"].append("changed")
     assert member.options["link"][0]["args"] == []
     assert member.options["headers"] == {"h": [1]}
+
+
+_UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def _shapes(into: Plan) -> list[str]:
+    """The planned calls with every generated id (a UUID4, at any depth) made the same."""
+    calls = into._calls  # pyright: ignore[reportPrivateUsage]
+    # JSON, not repr: a signature's repr leaves out its options (the steps' ids and places).
+    return [_UUID4.sub("<id>", json.dumps(call, sort_keys=True, default=repr)) for call in calls]
+
+
+def _chains(tasks: dict[str, Any]) -> list[Any]:
+    add, after = tasks["add"], tasks["after"]
+    return [
+        chain(add.s(1), after.s()),
+        chain(add.s(1), chain(add.s(), after.s())).set(queue="q"),  # nested: spliced in
+        chain(group(add.s(1), add.s(2)), after.s()),  # a group then a task: a chord
+        chain(add.si(3), after.s()).set(link=after.s()),
+        add.s(4) | after.s(),
+    ]
+
+
+@pytest.mark.parametrize(("args", "options"), [((), {}), ((7,), {"priority": 3, "root_id": "r"})])
+def test_a_chain_member_is_planned_as_freezing_then_planning_it_did(
+    app: TaskQ, tasks: dict[str, Any], args: Any, options: dict[str, Any]
+) -> None:
+    members = _chains(tasks)
+    before = copy.deepcopy(members)
+    planned, by_copies = Plan(app), Plan(app)
+    group(members).set(task_id="the-group").plan(planned, args, None, **options)
+    grp = group(copy.deepcopy(before)).set(task_id="the-group")
+    _by_copies(by_copies, grp, args, None, **options)
+    assert _shapes(planned) == _shapes(by_copies)
+    assert members == before
+
+
+def test_a_chains_partial_arguments_reach_its_first_step_once(
+    app: TaskQ, tasks: dict[str, Any]
+) -> None:
+    partial = chain(tasks["add"].s(10), tasks["after"].s())
+    partial.args = [1]
+    alone, in_group, with_args = Plan(app), Plan(app), Plan(app)
+    partial.plan(alone, (), None)
+    group([partial]).plan(in_group, (), None)
+    group([partial, partial]).plan(with_args, (7,), None)
+    first_args = [args for _, args, _, _ in alone._calls]  # pyright: ignore[reportPrivateUsage]
+    assert first_args == [(1, 10)]
+    assert [args for _, args, _, _ in in_group._calls] == [(1, 10)]  # pyright: ignore[reportPrivateUsage]
+    assert [args for _, args, _, _ in with_args._calls] == [(7, 1, 10)] * 2  # pyright: ignore[reportPrivateUsage]

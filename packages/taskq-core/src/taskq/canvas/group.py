@@ -241,6 +241,7 @@ class group(TaskList[list[T], Arg_contra]):
         """:meth:`plan` for ``members``: copies this group may change (a chord passes its
         header's, already flattened and frozen, so they are not copied a second time), or
         plain signatures, planned as copies without making them."""
+        from taskq.canvas.chain import is_chain
         from taskq.result import GroupResult
 
         options = {k: v for k, v in options.items() if v is not None}
@@ -256,6 +257,13 @@ class group(TaskList[list[T], Arg_contra]):
                         into, call_args, kwargs, member_options, group_id, root_id, index
                     )
                 )
+                continue
+            if is_chain(task):
+                # A chain's plan() freezes its steps with these options itself. Freezing it
+                # first as well gave its partial arguments to its first step twice (freeze()
+                # prepends them in place, as Celery's does) and did its work twice.
+                options_of_member = {**member_options, "group_index": index}
+                results.append(task.plan(into, call_args, kwargs, **options_of_member))
                 continue
             task.freeze(group_id=group_id, root_id=root_id, group_index=index)
             results.append(task.plan(into, call_args, kwargs, **member_options))
