@@ -176,11 +176,8 @@ class group(TaskList[list[T], Arg_contra]):
     def _freeze_gid(self, options: Mapping[str, Any]) -> tuple[dict[str, Any], str, str | None]:
         """The options every member is sent with, the group id (the group's ``task_id``)
         and the root id."""
-        keep = self.IMMUTABLE_OPTIONS
-        merged = {
-            **self.options,
-            **{k: v for k, v in options.items() if k not in keep or k not in self.options},
-        }
+        merged = dict(self.options)
+        self._merge_options(merged, options)
         group_id = merged.pop("task_id", None) or uuid4_text()
         merged["group_id"] = group_id
         return merged, group_id, merged.get("root_id")
@@ -248,6 +245,8 @@ class group(TaskList[list[T], Arg_contra]):
         options.pop("add_to_parent", None)
         call_args = [*(args or ()), *self.args]
         member_options, group_id, root_id = self._freeze_gid(options)
+        # The group's own options may hold a None, which a member's plan() drops: drop it once.
+        member_options = {k: v for k, v in member_options.items() if v is not None}
         trail_unset = into.trail is None
         results: list[AsyncResult[Any] | GroupResult] = []
         for index, task in enumerate(members):

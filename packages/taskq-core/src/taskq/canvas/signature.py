@@ -186,21 +186,27 @@ class Signature(dict[str, Any], Generic[R_co, Arg_contra]):
     ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
         """``(args, kwargs, options)`` with the partial ones merged in, as Celery's ``_merge``:
         args prepended, kwargs and options merged over (options but the immutable ones)."""
+        new_options = dict(self.options)
         if options:
-            keep = self.IMMUTABLE_OPTIONS
-            new_options = {
-                **self.options,
-                **{k: v for k, v in options.items() if k not in keep or k not in self.options},
-            }
-        else:
-            new_options = dict(self.options)
+            self._merge_options(new_options, options)
+        return (*self._call_arguments(args, kwargs, force), new_options)
+
+    def _merge_options(self, into: dict[str, Any], options: Mapping[str, Any]) -> None:
+        """``options`` over ``into``, in place, except the :attr:`IMMUTABLE_OPTIONS` it has."""
+        keep = self.IMMUTABLE_OPTIONS
+        into.update((k, v) for k, v in options.items() if k not in keep or k not in into)
+
+    def _call_arguments(
+        self,
+        args: Sequence[Any] | None,
+        kwargs: Mapping[str, Any] | None,
+        force: bool = False,
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """:meth:`_merge`'s args and kwargs: the partial ones prepended and merged over,
+        unless this signature is immutable (and not ``force``)."""
         if self.immutable and not force:
-            return list(self.args), dict(self.kwargs), new_options
-        return (
-            [*(args or ()), *self.args],
-            {**self.kwargs, **(kwargs or {})},
-            new_options,
-        )
+            return list(self.args), dict(self.kwargs)
+        return [*(args or ()), *self.args], {**self.kwargs, **(kwargs or {})}
 
     def clone(
         self: S,
@@ -259,18 +265,13 @@ class Signature(dict[str, Any], Generic[R_co, Arg_contra]):
     ) -> AsyncResult[R_co]:
         """For a plain signature (no ``subtask_type``): what ``clone()``, ``freeze()`` as
         member ``index`` of group ``group_id``, then ``plan(into, args, kwargs, **options)``
-        of the copy do, without making the copy. A group plans each of its members so, and
-        the copies cost as much as the rest of planning them."""
+        of the copy do, without making the copy (``options`` hold no None, which ``plan()``
+        would drop). A group plans each of its members so, and the copies cost as much as
+        the rest of planning them."""
         opts = _copy_options(self.options)
         task_id = _freeze(opts, self.app, None, group_id, None, root_id, None, index)
-        keep = self.IMMUTABLE_OPTIONS
-        opts.update(
-            (k, v) for k, v in options.items() if v is not None and (k not in keep or k not in opts)
-        )
-        if self.immutable:
-            call_args, call_kwargs = list(self.args), dict(self.kwargs)
-        else:
-            call_args, call_kwargs = [*args, *self.args], {**self.kwargs, **(kwargs or {})}
+        self._merge_options(opts, options)
+        call_args, call_kwargs = self._call_arguments(args, kwargs)
         into.call(self.task, call_args, call_kwargs, opts)
         return self.AsyncResult(task_id)
 
