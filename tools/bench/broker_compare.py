@@ -33,12 +33,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import task_floor
 from measure import (
     CounterWatch,
     OtherCpu,
     TreeRssSampler,
     cpu_seconds,
     local_broker_pids,
+    local_redis_pid,
     percentile,
 )
 from peers.clients import CLIENTS, Client, TaskqClient
@@ -107,6 +109,8 @@ class Result:
     rounds: list[Round] = field(default_factory=list)
     million: MillionRound | None = None
     million_note: str = ""
+    #: The task's own cost, measured before the rounds (see :mod:`task_floor`).
+    floor: task_floor.TaskFloor | None = None
 
 
 def _start_worker(client: Client, concurrency: int, workdir: Path) -> WorkerProcess:
@@ -270,6 +274,9 @@ def run(
     db = ScratchDatabase(url)
     try:
         db.claim()
+        result.floor = task_floor.measure(
+            local_redis_pid(db.client), calls=max(calls * 10, 2_000), cpus=concurrency
+        )
         for name, make_client in CLIENTS.items():
             result.rounds.append(
                 run_round(make_client, name, db, tasks, calls, concurrency, workdir)
@@ -361,11 +368,36 @@ def report(result: Result) -> str:
         if r.extra_executions:
             lines.append(f"{r.system}: {r.extra_executions:+,} executions beyond the tasks sent")
     lines.append(f"worker logs: {result.workdir}")
+    lines += _floor_lines(result, rounds)
     lines += _million_lines(result)
     for r in result.rounds:
         if r.error:
             lines += ["", f"{r.system} FAILED:", r.error]
     return "\n".join(lines)
+
+
+def _floor_lines(result: Result, rounds: dict[str, Round]) -> list[str]:
+    """What the task costs by itself, and what the consume targets leave besides it."""
+    if result.floor is None:
+        return []
+    celery, dramatiq = rounds["celery"].consume_per_s, rounds["dramatiq"].consume_per_s
+    asked = [
+        ("10x Celery's consume+execute", None if celery is None else 10 * celery),
+        ("4x Dramatiq's", None if dramatiq is None else 4 * dramatiq),
+    ]
+    spent = [
+        (_SHOWN.get(r.system, r.system), _total_cpu(r), r.consume_per_s) for r in result.rounds
+    ]
+    return ["", *task_floor.report_lines(result.floor, asked, spent)]
+
+
+_SHOWN = {"celery": "Celery", "dramatiq": "Dramatiq"}
+
+
+def _total_cpu(r: Round) -> float | None:
+    if r.worker_cpu_us is None or r.servers_cpu_us is None:
+        return None
+    return r.worker_cpu_us + r.servers_cpu_us
 
 
 def _million_lines(result: Result) -> list[str]:

@@ -113,15 +113,19 @@ class OtherCpu:
         return max(0.0, others / elapsed) if elapsed > 0 else 0.0
 
 
-def local_broker_pids(client: redis.Redis) -> list[int]:
-    """The local Redis server behind ``client`` and any local RabbitMQ (beam.smp) processes."""
-    pids: list[int] = []
+def local_redis_pid(client: redis.Redis) -> int | None:
+    """The Redis server behind ``client`` if it runs on this machine, else None."""
     pid = int(client.info("server")["process_id"])  # pyright: ignore[reportIndexIssue,reportArgumentType]
     try:
-        if "redis" in psutil.Process(pid).name():
-            pids.append(pid)
+        return pid if "redis" in psutil.Process(pid).name() else None
     except psutil.Error:
-        pass
+        return None
+
+
+def local_broker_pids(client: redis.Redis) -> list[int]:
+    """The local Redis server behind ``client`` and any local RabbitMQ (beam.smp) processes."""
+    redis_pid = local_redis_pid(client)
+    pids: list[int] = [] if redis_pid is None else [redis_pid]
     for process in psutil.process_iter(["name"]):
         if process.info["name"] == "beam.smp":
             pids.append(process.pid)

@@ -51,3 +51,10 @@ def test_the_quick_redis_benchmark_measures_all_three_systems(bench_redis_url: s
         for cell in cells[3:]:  # and both ratios
             assert re.fullmatch(NUMBER + "x", cell), line
     assert f"broker {url}; results and the counter on Redis {url}" in out
+    floor = next(line for line in out.splitlines() if line.startswith("the task alone"))
+    assert re.search(rf"= {NUMBER} µs per task; on \d+ CPUs nothing consumes it faster than "
+                     rf"{NUMBER}/s", floor), floor  # fmt: skip
+    for budget in ("10x Celery's consume+execute is", "4x Dramatiq's is"):
+        assert f"  {budget} " in out, out
+    for system in ("taskq", "Celery", "Dramatiq"):
+        assert re.search(rf"  {system} spent -?{NUMBER} µs per task besides the task", out), out
