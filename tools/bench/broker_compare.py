@@ -6,6 +6,10 @@ Redis counter (``peers.counter``). Each system gets one round, in a Redis databa
 flushes before every round and at the end (on RabbitMQ each system has a queue of its own,
 purged before its round):
 
+0. the task alone: ``peers.counter.increment`` called in a loop from this process, no queue,
+   with this process's and Redis's CPU read around it (:mod:`task_floor`): the report says
+   what that costs per task, the fastest any system could consume on these CPUs, and what
+   the consume targets leave per task besides it;
 1. publish as a batch: the task ``tasks`` times as one group (Celery ``group().apply_async()``,
    Dramatiq ``group().run()``, taskq ``group().apply_async()``), then purged;
 2. publish: ``tasks`` calls of ``delay()`` (Dramatiq ``send()``) from one thread, no worker;

@@ -29,14 +29,15 @@ WARMUP = 200
 @dataclass(frozen=True)
 class TaskFloor:
     calls: int
-    #: CPU microseconds per call: this process (the task's client side) and the Redis server.
+    #: CPU microseconds per call: this process (the task's client side) and the Redis server
+    #: (None when Redis runs elsewhere: then the floor counts the client side only).
     client_us: float
-    server_us: float
+    server_us: float | None
     cpus: int
 
     @property
     def per_task_us(self) -> float:
-        return self.client_us + self.server_us
+        return self.client_us + (self.server_us or 0.0)
 
     @property
     def ceiling_per_s(self) -> float:
@@ -55,8 +56,8 @@ class Budget:
 
 
 def measure(redis_pid: int | None, calls: int, cpus: int) -> TaskFloor:
-    """Call the task ``calls`` times here; ``redis_pid``: the local Redis server (None when it
-    is not local: its CPU then reads 0)."""
+    """Call the task ``calls`` times here; ``redis_pid``: the local Redis server, None when
+    it is not on this machine (its CPU is then not counted)."""
     for _ in range(WARMUP):
         counter.increment()
     servers = [] if redis_pid is None else [redis_pid]
@@ -64,8 +65,8 @@ def measure(redis_pid: int | None, calls: int, cpus: int) -> TaskFloor:
     for _ in range(calls):
         counter.increment()
     own = time.process_time() - own_before
-    server = cpu_seconds(servers) - server_before
-    return TaskFloor(calls, own / calls * 1e6, server / calls * 1e6, cpus)
+    server = None if redis_pid is None else (cpu_seconds(servers) - server_before) / calls * 1e6
+    return TaskFloor(calls, own / calls * 1e6, server, cpus)
 
 
 def budgets(floor: TaskFloor, asked: Sequence[tuple[str, float | None]]) -> list[Budget]:
@@ -86,17 +87,26 @@ def report_lines(
 ) -> list[str]:
     """``asked``: (what, rate) targets; ``spent``: (system, worker + servers CPU per task,
     consume rate) as each round measured them."""
+    server = (
+        f"{floor.server_us:,.1f} in Redis"
+        if floor.server_us is not None
+        else "Redis's not counted (it runs elsewhere)"
+    )
     lines = [
         f"the task alone ({floor.calls:,} calls of peers.counter.increment from this process, "
-        "no queue): "
-        f"{floor.client_us:,.1f} µs of CPU in the caller + {floor.server_us:,.1f} in Redis = "
+        f"no queue): {floor.client_us:,.1f} µs of CPU in the caller + {server} = "
         f"{floor.per_task_us:,.1f} µs per task; on {floor.cpus} CPUs nothing consumes it "
         f"faster than {floor.ceiling_per_s:,.0f}/s",
     ]
     for budget in budgets(floor, asked):
+        left = (
+            f"{budget.queue_us:,.0f} of it for the queue and the worker"
+            if budget.queue_us >= 0.5
+            else "beyond that ceiling: nothing left for the queue and the worker"
+        )
         lines.append(
             f"  {budget.what} is {budget.rate_per_s:,.0f}/s: {budget.cpu_per_task_us:,.0f} µs "
-            f"of CPU per task, {budget.queue_us:,.0f} of it for the queue and the worker"
+            f"of CPU per task, {left}"
         )
     for system, total, rate in spent:
         if not total:

@@ -51,6 +51,22 @@ def test_the_report_sets_each_system_beside_the_budgets() -> None:
     assert len(lines) == 3  # a round without figures is left out
 
 
+def test_a_rate_beyond_the_ceiling_leaves_nothing() -> None:
+    floor = TaskFloor(calls=1_000, client_us=68.6, server_us=23.0, cpus=2)
+    lines = task_floor.report_lines(floor, [("10x Celery's", 21_913.0)], [])
+    assert lines[1] == (
+        "  10x Celery's is 21,913/s: 91 µs of CPU per task, beyond that ceiling: nothing left "
+        "for the queue and the worker"
+    )
+
+
+def test_a_redis_elsewhere_counts_the_caller_only() -> None:
+    floor = TaskFloor(calls=1_000, client_us=60.0, server_us=None, cpus=2)
+    assert floor.per_task_us == 60.0
+    line = task_floor.report_lines(floor, [], [])[0]
+    assert "60.0 µs of CPU in the caller + Redis's not counted (it runs elsewhere) = 60.0" in line
+
+
 @pytest.mark.needs_server("Redis")
 def test_measuring_calls_the_task_and_reads_the_servers_cpu(
     bench_redis_url: str, monkeypatch: pytest.MonkeyPatch
@@ -70,6 +86,7 @@ def test_measuring_calls_the_task_and_reads_the_servers_cpu(
         assert int(client.get(counter.COUNT_KEY) or 0) == task_floor.WARMUP + 5_000
         assert floor.calls == 5_000
         assert floor.client_us > 0
+        assert floor.server_us is not None
         assert floor.server_us > 0  # 5,000 commands: well over the 10 ms a CPU-time tick counts
     finally:
         counter._client_of.cache_clear()  # pyright: ignore[reportPrivateUsage]
