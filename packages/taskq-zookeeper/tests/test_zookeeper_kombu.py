@@ -12,13 +12,34 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from kazoo.client import KazooClient
 from kombu.connection import Connection
+from kombu.transport import zookeeper as kombu_zookeeper
 
 from taskq.contracts import QueueSpec
 from taskq_testing.factories import make_envelope, task_id_of
 from taskq_zookeeper.transport import ZookeeperTransport
 
 pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(autouse=True)
+def _stop_kombus_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """kombu's ZooKeeper channel starts a KazooClient and never stops it: left running, it
+    reconnects in the background after the test server has gone, and logs to closed streams
+    at exit. Every client kombu makes here is stopped after the test."""
+    started: list[KazooClient] = []
+
+    class RecordedClient(KazooClient):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(kombu_zookeeper, "KazooClient", RecordedClient)
+    yield
+    for client in started:
+        client.stop()
+        client.close()
 
 
 @pytest.fixture
