@@ -3,7 +3,8 @@
 - ``codec``: encode + decode of one task message, taskq beside kombu (json, msgpack).
 - ``sqlite``: tasks/s through a real worker on the embedded SQLite broker, and round-trip latency.
 - ``redis``: taskq, Celery and Dramatiq side by side on one Redis (publish, consume+execute,
-  round trip, worker memory), then taskq alone on a million tasks.
+  round trip, worker memory), the task's own cost and what it leaves each consume target,
+  then taskq alone on a million tasks.
 - ``amqp``: the same three side by side with RabbitMQ as the broker (results on Redis).
 - ``worker``: the worker's own cost per task on the in-process memory:// broker, per pool.
 - ``canvas``: a group of 10,000 tasks and a chord of 10,000 headers, taskq beside Celery on
