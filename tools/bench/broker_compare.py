@@ -389,13 +389,8 @@ def _floor_lines(result: Result, rounds: dict[str, Round]) -> list[str]:
         ("10x Celery's consume+execute", None if celery is None else 10 * celery),
         ("4x Dramatiq's", None if dramatiq is None else 4 * dramatiq),
     ]
-    spent = [
-        (_SHOWN.get(r.system, r.system), _total_cpu(r), r.consume_per_s) for r in result.rounds
-    ]
+    spent = [(CLIENTS[r.system].name, _total_cpu(r), r.consume_per_s) for r in result.rounds]
     return ["", *task_floor.report_lines(result.floor, asked, spent)]
-
-
-_SHOWN = {"celery": "Celery", "dramatiq": "Dramatiq"}
 
 
 def _total_cpu(r: Round) -> float | None:
